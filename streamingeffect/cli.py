@@ -1,0 +1,169 @@
+"""The `streamingeffect` command: parses arguments and calls library code, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+DEFAULT_CACHE = Path(os.environ.get("STREAMINGEFFECT_CACHE", Path.home() / ".cache" / "streamingeffect"))
+
+
+def _effects_list(args: argparse.Namespace) -> None:
+    from streamingeffect.effects import catalog
+
+    categories = [c for c in catalog() if args.kind in (None, c.kind)]
+    if args.json:
+        fields = ("id", "family", "kind", "op", "region", "descriptions")
+        print(json.dumps([{k: c.to_json()[k] for k in fields} for c in categories], indent=1))
+        return
+    for c in categories:
+        print(f"{c.id:40s} {c.kind + ('/' + c.op if c.op else ''):14s} {c.region:11s} {c.descriptions[0]}")
+    print(f"{len(categories)} categories", file=sys.stderr)
+
+
+def _effects_render(args: argparse.Namespace) -> None:
+    from streamingeffect.data.render import render_video
+    from streamingeffect.effects import get_category
+
+    category = get_category(args.effect)
+    written = render_video(
+        Path(args.input), category, Path(args.output), args.seed, args.max_frames, DEFAULT_CACHE / "parse"
+    )
+    print(f"wrote {written} frames of {category.id} to {args.output}")
+
+
+def _data_build(args: argparse.Namespace) -> None:
+    from streamingeffect.data.build import BuildConfig, build_dataset
+
+    config = BuildConfig(
+        sources=args.sources,
+        out=Path(args.out),
+        samples=args.samples,
+        frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        shard_size=args.shard_size,
+        crf=args.crf,
+        categories=tuple(args.categories.split(",")) if args.categories else (),
+        parse_cache=Path(args.parse_cache) if args.parse_cache else None,
+    )
+    report = build_dataset(config, engine=args.engine, workers=args.workers)
+    counts = report.manifest["counts"]
+    print(
+        f"{report.samples} samples ({', '.join(f'{k} {v}' for k, v in counts['per_kind'].items())}), "
+        f"{len(counts['per_category'])} categories, {counts['skipped']} skipped; "
+        f"{report.shards_built} shards built, {report.shards_reused} reused; "
+        f"{report.seconds:.1f} s ({report.samples / report.seconds:.2f} samples/s) -> {config.out / 'manifest.json'}"
+    )
+    for source in report.manifest["sources"]:
+        if source["status"] != "used":
+            print(f"  skipped source {source['path']}: {source['reason']}")
+
+
+def _data_preview(args: argparse.Namespace) -> None:
+    from streamingeffect.data.preview import write_preview
+
+    sheet, gallery = write_preview(Path(args.dir), Path(args.out), limit=args.limit, columns=args.columns)
+    print(f"contact sheet: {sheet}\ngallery: {gallery}")
+
+
+def _data_bench(args: argparse.Namespace) -> None:
+    from streamingeffect.data.benchmark import run_build_benchmark
+
+    run_build_benchmark(
+        engines=args.engines.split(","),
+        samples=args.samples,
+        frames=args.frames,
+        size=args.size,
+        workers=args.workers,
+        work_dir=Path(args.work_dir),
+        report=Path(args.report) if args.report else None,
+        command=" ".join(["streamingeffect", *sys.argv[1:]]),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamingeffect", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    effects = commands.add_parser("effects", help="the effect catalog and its ground-truth renderer")
+    effects_cmds = effects.add_subparsers(dest="action", required=True)
+    listing = effects_cmds.add_parser("list", help="list effect categories")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.add_argument("--kind", choices=["effect", "edit"])
+    listing.set_defaults(run=_effects_list)
+    render = effects_cmds.add_parser("render", help="render a category's ground truth on a clip")
+    render.add_argument("--input", required=True, help="video file or image folder")
+    render.add_argument("--effect", required=True, help="category id (see `effects list`)")
+    render.add_argument("--output", required=True, help="output .mp4")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--max-frames", type=int, default=None)
+    render.set_defaults(run=_effects_render)
+
+    data = commands.add_parser("data", help="build, inspect and benchmark training data")
+    data_cmds = data.add_subparsers(dest="action", required=True)
+    build = data_cmds.add_parser("build", help="build effect/edit triplets from human videos")
+    build.add_argument("--sources", default="bundled", help="'bundled' or a video file / folder of videos")
+    build.add_argument("--out", required=True, help="output folder (manifest.json, shards/, cache/)")
+    build.add_argument("--samples", type=int, default=64)
+    build.add_argument("--frames", type=int, default=16)
+    build.add_argument("--size", type=int, default=256)
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--engine", choices=["local", "ray"], default="local")
+    build.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    build.add_argument("--shard-size", type=int, default=8, help="samples per tar shard")
+    build.add_argument("--crf", type=int, default=12, help="H.264 quality of stored clips (0 = lossless)")
+    build.add_argument("--categories", default="", help="comma-separated category ids (default: all)")
+    build.add_argument("--parse-cache", default="", help="folder for cached clip parses (default: OUT/cache/parse)")
+    build.set_defaults(run=_data_build)
+    preview = data_cmds.add_parser("preview", help="contact sheet PNG + HTML gallery of a dataset")
+    preview.add_argument("dir")
+    preview.add_argument("--out", required=True, help="contact sheet .png (the gallery goes beside it)")
+    preview.add_argument("--limit", type=int, default=48, help="categories to show")
+    preview.add_argument("--columns", type=int, default=4)
+    preview.set_defaults(run=_data_preview)
+    bench = data_cmds.add_parser("bench", help="measure build throughput and record it in docs/BENCHMARKS.md")
+    bench.add_argument("--engines", default="local,ray")
+    bench.add_argument("--samples", type=int, default=32)
+    bench.add_argument("--frames", type=int, default=16)
+    bench.add_argument("--size", type=int, default=256)
+    bench.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    bench.add_argument("--work-dir", default="runs/bench-data")
+    bench.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    bench.set_defaults(run=_data_bench)
+    return parser
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input, shown as one line instead of a trace."""
+    from streamingeffect.io import SourceError, VideoError
+
+    return (VideoError, SourceError, ValueError, FileNotFoundError, KeyError, PermissionError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    run: Callable[[argparse.Namespace], None] = args.run
+    try:
+        run(args)
+    except _user_errors() as error:
+        if args.verbose:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Single images: loading, saving and normalising anything image-like to [H, W, 3] uint8 RGB."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
+
+
+class ImageError(RuntimeError):
+    """An image file could not be read or written; the message names the path and the cause."""
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True for a file whose extension (any case) is one of IMAGE_EXTENSIONS."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def natural_sort_key(path: Path) -> list[Any]:
+    """Sort key that puts frame2.png before frame10.png (digit runs compare as numbers)."""
+    parts = re.split(r"(\d+)", path.name)
+    return [(0, int(part), part) if part.isdigit() else (1, part.lower(), part) for part in parts]
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read an image file as [H, W, 3] uint8 RGB, honouring EXIF orientation; raises ImageError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: image not found" if not path.exists() else f"{path}: not a file")
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            image.load()  # decode now so a truncated file fails here, not later
+            return to_rgb(image)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (or an unsupported image format)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path}: cannot read image: {error}") from error
+
+
+def save_image(path: str | Path, array: Any) -> None:
+    """Write an image (anything to_rgb accepts) as RGB; the format follows the file extension."""
+    path = Path(path)
+    rgb = to_rgb(array)
+    options = {"quality": 95} if path.suffix.lower() in {".jpg", ".jpeg"} else {}
+    try:
+        Image.fromarray(rgb).save(path, **options)
+    except (OSError, ValueError, KeyError) as error:
+        raise ImageError(f"{path}: cannot write image: {error}") from error
+
+
+def to_rgb(image: Any) -> np.ndarray:
+    """Turn an image into a contiguous [H, W, 3] uint8 RGB array.
+
+    Accepts numpy arrays [H, W], [H, W, 1] (grayscale), [H, W, 2] (grayscale + alpha), [H, W, 3]
+    (RGB), [H, W, 4] (RGBA: alpha is dropped, not composited); uint8, or uint16 (scaled down to
+    8 bits). Also accepts PIL images of any mode and av.VideoFrame. An RGB uint8 array comes back
+    as is (no copy when already contiguous). Raises TypeError for other types and dtypes, ValueError
+    for other shapes.
+    """
+    if isinstance(image, av.VideoFrame):
+        return image.to_ndarray(format="rgb24")
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"to_rgb: expected a numpy array, PIL image or av.VideoFrame, got {type(image)}")
+    return _array_to_rgb(image)
+
+
+def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in {"L", "LA", "RGB", "RGBA", "I;16", "I;16B", "I;16L"}:
+        return _array_to_rgb(np.asarray(image))
+    if image.mode == "I":  # 32-bit integer mode, which Pillow uses for 16-bit PNGs
+        return _array_to_rgb(np.clip(np.asarray(image), 0, 65535).astype(np.uint16))
+    return np.asarray(image.convert("RGB"))  # palette, CMYK, YCbCr, 1-bit, float…
+
+
+def _array_to_rgb(array: np.ndarray) -> np.ndarray:
+    array = _to_uint8(array)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(
+            f"to_rgb: expected shape [H, W] or [H, W, C] with C in 1..4, got {list(array.shape)}"
+        )
+    channels = array.shape[2]
+    if channels <= 2:  # gray, or gray + alpha
+        array = np.repeat(array[:, :, :1], 3, axis=2)
+    elif channels == 4:
+        array = array[:, :, :3]
+    return np.ascontiguousarray(array)
+
+
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype.kind == "u" and array.dtype.itemsize == 2:  # uint16 in either byte order
+        return (array.astype(np.uint16) >> 8).astype(np.uint8)
+    raise TypeError(
+        f"to_rgb: expected a uint8 (or uint16) image, got dtype {array.dtype}; "
+        "convert float images first, e.g. (x * 255).round().clip(0, 255).astype(np.uint8)"
+    )
