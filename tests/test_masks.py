@@ -16,6 +16,7 @@ from streamingeffect.parsing.augment import (
     random_augmentation,
 )
 from streamingeffect.parsing.masks import CropBox, person_crop, region_masks, stabilize_person
+from tests.synthetic import make_parts
 
 
 def l_shape(frames: int = 3, size: int = 64) -> np.ndarray:
@@ -35,8 +36,8 @@ def test_box_is_the_bounding_rectangle() -> None:
 def test_hull_fills_the_concavity_but_stays_inside_the_box() -> None:
     mask = l_shape()
     out = hull(mask)
-    assert out[:, 30, 25]  # inside the triangle the L leaves open
-    assert not out[:, 12, 38]  # the far corner of the box is outside the hull
+    assert out[:, 30, 25].all()  # inside the triangle the L leaves open
+    assert not out[:, 12, 38].any()  # the far corner of the box is outside the hull
     assert (out <= box(mask)).all()
 
 
@@ -100,8 +101,8 @@ def test_stabilize_person_removes_a_one_frame_dropout_and_speckle() -> None:
     assert stable[:, 2, 2].max() < 0.5
 
 
-def test_regions_on_a_synthetic_person(synthetic_parts) -> None:  # type: ignore[no-untyped-def]
-    parts = synthetic_parts(size=(128, 128))
+def test_regions_on_a_synthetic_person() -> None:
+    parts = make_parts(128, 128)
     regions = region_masks(parts.regions.person, parts.face, parts.hands, parts.pose)
     person = regions.person > 0.5
     for name in ("face", "hair", "torso"):
