@@ -58,7 +58,8 @@ def _data_build(args: argparse.Namespace) -> None:
         f"{report.samples} samples ({', '.join(f'{k} {v}' for k, v in counts['per_kind'].items())}), "
         f"{len(counts['per_category'])} categories, {counts['skipped']} skipped; "
         f"{report.shards_built} shards built, {report.shards_reused} reused; "
-        f"{report.seconds:.1f} s ({report.samples / report.seconds:.2f} samples/s) -> {config.out / 'manifest.json'}"
+        f"{report.seconds:.1f} s ({report.samples / report.seconds:.2f} samples/s)"
+        f" -> {config.out / 'manifest.json'}"
     )
     for source in report.manifest["sources"]:
         if source["status"] != "used":
@@ -120,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--shard-size", type=int, default=8, help="samples per tar shard")
     build.add_argument("--crf", type=int, default=12, help="H.264 quality of stored clips (0 = lossless)")
     build.add_argument("--categories", default="", help="comma-separated category ids (default: all)")
-    build.add_argument("--parse-cache", default="", help="folder for cached clip parses (default: OUT/cache/parse)")
+    build.add_argument(
+        "--parse-cache", default="", help="folder for cached clip parses (default: OUT/cache/parse)"
+    )
     build.set_defaults(run=_data_build)
     preview = data_cmds.add_parser("preview", help="contact sheet PNG + HTML gallery of a dataset")
     preview.add_argument("dir")
@@ -149,7 +152,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     run: Callable[[argparse.Namespace], None] = args.run
     try:
         run(args)

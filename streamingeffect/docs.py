@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEADER = "# Benchmarks\n\nEvery figure below was printed by the command shown beside it, on the machine described.\n"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Every figure below was printed by the command shown beside it, on the machine described.\n"
+)
 
 
 def replace_section(path: Path, name: str, body: str) -> None:

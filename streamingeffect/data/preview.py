@@ -47,8 +47,12 @@ def mask_overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def triptych(sample: Sample, frame: int | None = None) -> np.ndarray:
     """[H, 3W + gaps, 3] source | target | mask of one frame, with a label strip on top."""
     index = sample.meta["reference_index"] if frame is None else frame
-    parts = [sample.source[index], sample.target[index], mask_overlay(sample.source[index], sample.edit_mask[index])]
-    height, width = parts[0].shape[:2]
+    parts = [
+        sample.source[index],
+        sample.target[index],
+        mask_overlay(sample.source[index], sample.edit_mask[index]),
+    ]
+    height = parts[0].shape[0]
     gap = np.full((height, 2, 3), 255, np.uint8)
     row = np.concatenate([parts[0], gap, parts[1], gap, parts[2]], axis=1)
     label = np.full((LABEL_HEIGHT, row.shape[1], 3), 255, np.uint8)

@@ -103,10 +103,15 @@ def render_video(
     crop = full_frame(parse)
     frames = read_frames(video, stop=total)
     written = 0
-    with VideoWriter(output, fps=info.fps) as writer, tqdm(total=total, desc=category.id, disable=not progress) as bar:
+    with (
+        VideoWriter(output, fps=info.fps) as writer,
+        tqdm(total=total, desc=category.id, disable=not progress) as bar,
+    ):
         for first in range(0, total, window):
             indices = list(range(first, min(total, first + window)))
-            parts = window_parts(parse, indices, crop, (info.height, info.width), parse.fps, first_index=first)
+            parts = window_parts(
+                parse, indices, crop, (info.height, info.width), parse.fps, first_index=first
+            )
             for part in parts:
                 writer.write(effect.render(next(frames).image, part))
                 written += 1

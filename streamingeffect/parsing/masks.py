@@ -10,16 +10,16 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from streamingeffect.parsing.indices import (
+    CHIN,
+    FACE_OVAL,
+    POSE_LEFT_HIP,
+    POSE_LEFT_SHOULDER,
+    POSE_RIGHT_HIP,
+    POSE_RIGHT_SHOULDER,
+)
 from streamingeffect.parsing.types import ClipParse, FrameParts, RegionMasks
 
-# MediaPipe face-mesh indices of the face oval, in order around the face (forehead, right side, chin, left).
-FACE_OVAL = (
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
-)  # fmt: skip
-CHIN, FOREHEAD = 152, 10
-# Pose indices.
-LEFT_SHOULDER, RIGHT_SHOULDER, LEFT_HIP, RIGHT_HIP = 11, 12, 23, 24
 MIN_VISIBILITY = 0.5
 
 
@@ -99,11 +99,11 @@ def torso_mask(person: np.ndarray, pose: np.ndarray | None, face: np.ndarray | N
     height, width = person.shape
     body = (person > 0.5).astype(np.float32)
     top = _chin_y(face)
-    if pose is not None and _visible(pose, LEFT_SHOULDER) and _visible(pose, RIGHT_SHOULDER):
-        shoulders = pose[[LEFT_SHOULDER, RIGHT_SHOULDER], :2]
+    if pose is not None and _visible(pose, POSE_LEFT_SHOULDER) and _visible(pose, POSE_RIGHT_SHOULDER):
+        shoulders = pose[[POSE_LEFT_SHOULDER, POSE_RIGHT_SHOULDER], :2]
         span = float(abs(shoulders[0, 0] - shoulders[1, 0]))
         band = np.zeros((height, width), np.uint8)
-        hips = [pose[i, :2] for i in (LEFT_HIP, RIGHT_HIP) if _visible(pose, i)]
+        hips = [pose[i, :2] for i in (POSE_LEFT_HIP, POSE_RIGHT_HIP) if _visible(pose, i)]
         bottom = float(np.mean([h[1] for h in hips])) + 0.15 * span if hips else float(height)
         x0 = round(float(shoulders[:, 0].min() - 0.35 * span))
         x1 = round(float(shoulders[:, 0].max() + 0.35 * span))
