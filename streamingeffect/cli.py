@@ -147,7 +147,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input, shown as one line instead of a trace."""
     from streamingeffect.io import SourceError, VideoError
 
-    return (VideoError, SourceError, ValueError, FileNotFoundError, KeyError, PermissionError)
+    return (VideoError, SourceError, ValueError, FileNotFoundError, KeyError, PermissionError, ImportError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -383,7 +383,7 @@ def run_jobs(
     if engine == "ray":
         from streamingeffect.data.ray_engine import run_ray
 
-        return run_ray(function, jobs, workers, description)
+        return run_ray(function, jobs, workers, progress)
     if engine != "local":
         raise ValueError(f"unknown engine {engine!r}; use local or ray")
     from tqdm import tqdm

@@ -7,6 +7,8 @@ to the shared output folder themselves, so only small summaries travel back.
 
 from __future__ import annotations
 
+import logging
+import os
 import pickle
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -15,18 +17,26 @@ R = TypeVar("R")
 
 
 def run_ray(
-    function: Callable[..., R], jobs: Sequence[tuple[Any, ...]], workers: int, description: str
+    function: Callable[..., R],
+    jobs: Sequence[tuple[Any, ...]],
+    workers: int,
+    progress: bool = True,
 ) -> list[R]:
     """Map ``function`` over ``jobs`` with Ray Data, one job per row; results in job order."""
     try:
         import ray
     except ImportError as error:
-        raise RuntimeError("--engine ray needs Ray: pip install 'ray[data]'") from error
+        raise ImportError("--engine ray needs Ray: pip install 'ray[data]'") from error
 
     if not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        quiet = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(**quiet)  # join the cluster; its size is its own
+        else:
+            ray.init(num_cpus=workers, **quiet)
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = True
+    context.enable_progress_bars = progress
+    logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
     rows = [{"order": i, "job": pickle.dumps((function, args))} for i, args in enumerate(jobs)]
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
     done = dataset.map(_run_row, num_cpus=1, concurrency=max(1, min(workers, len(rows))))

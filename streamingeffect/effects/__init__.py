@@ -64,7 +64,11 @@ def get_category(category_id: str) -> Category:
     found = _by_id().get(category_id)
     if found is None:
         close = difflib.get_close_matches(category_id, list(_by_id()), n=5, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `catalog()` for the list"
+        hint = (
+            f"; did you mean {', '.join(close)}?"
+            if close
+            else "; `streamingeffect effects list` shows them all"
+        )
         raise UnknownEffectError(f"unknown effect category {category_id!r}{hint}")
     return found
 
