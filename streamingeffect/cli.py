@@ -88,6 +88,38 @@ def _data_bench(args: argparse.Namespace) -> None:
     )
 
 
+def _train(args: argparse.Namespace) -> None:
+    from streamingeffect.train.run import train_autoencoder, train_teacher
+    from streamingeffect.train.trainer import TrainConfig
+
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        save_every=args.save_every,
+        precision=args.precision,
+        seed=args.seed,
+        fsdp=args.fsdp,
+        time_limit=args.time_limit * 60,
+        workers=args.workers,
+    )
+    if args.model == "autoencoder":
+        out = train_autoencoder(Path(args.data), Path(args.out), args.config, config, resume=args.resume)
+    else:
+        out = train_teacher(
+            Path(args.data),
+            Path(args.out),
+            args.config,
+            config,
+            autoencoder_dir=Path(args.autoencoder),
+            resolution=args.resolution,
+            frames=args.frames,
+            layout=args.layout,
+            resume=args.resume,
+        )
+    print(f"checkpoint: {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamingeffect", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -140,14 +172,46 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--work-dir", default="runs/bench-data")
     bench.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     bench.set_defaults(run=_data_bench)
+    train = commands.add_parser("train", help="train a model (alone, or under torchrun for DDP/FSDP)")
+    train.add_argument("model", choices=["autoencoder", "teacher"])
+    train.add_argument("--config", default="tiny", help="named size (tiny, small, base, ...)")
+    train.add_argument("--data", required=True, help="dataset folder from `data build`")
+    train.add_argument("--out", required=True, help="checkpoint folder")
+    train.add_argument("--steps", type=int, default=2000)
+    train.add_argument("--batch-size", type=int, default=16)
+    train.add_argument("--lr", type=float, default=3e-4)
+    train.add_argument("--save-every", type=int, default=200)
+    train.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--fsdp", action="store_true", help="shard with FSDP instead of DDP (large configs)")
+    train.add_argument("--time-limit", type=float, default=0, help="minutes; save and stop when reached")
+    train.add_argument("--workers", type=int, default=1, help="data loader processes")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument("--autoencoder", default="", help="autoencoder checkpoint (teacher: encodes the data)")
+    train.add_argument(
+        "--resolution", type=int, default=128, help="teacher: frame size the latents are made at"
+    )
+    train.add_argument("--frames", type=int, default=4, help="teacher: latent frames per training clip")
+    train.add_argument("--layout", choices=["packed", "separate"], default=None, help="teacher token layout")
+    train.set_defaults(run=_train)
     return parser
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input, shown as one line instead of a trace."""
     from streamingeffect.io import SourceError, VideoError
+    from streamingeffect.train.checkpoint import CheckpointError
 
-    return (VideoError, SourceError, ValueError, FileNotFoundError, KeyError, PermissionError, ImportError)
+    return (
+        CheckpointError,
+        VideoError,
+        SourceError,
+        ValueError,
+        FileNotFoundError,
+        KeyError,
+        PermissionError,
+        ImportError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

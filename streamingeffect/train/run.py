@@ -1,0 +1,87 @@
+"""Entry points behind `streamingeffect train ...`: build the task, run the Trainer, finish the export."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from streamingeffect.models.config import EffectModelConfig
+from streamingeffect.train import checkpoint as ckpt
+from streamingeffect.train.distributed import init_distributed, shutdown
+from streamingeffect.train.tasks import AutoencoderTask, TeacherTask, calibrate_latent_scale
+from streamingeffect.train.trainer import TrainConfig, Trainer
+
+
+def train_autoencoder(data: Path, out: Path, size: str, config: TrainConfig, resume: bool = False) -> Path:
+    """Train (or resume) the frame autoencoder, then store its latent scale in config.json."""
+    env = init_distributed()
+    try:
+        task = AutoencoderTask(AutoencoderConfig.named(size), data)
+        Trainer(task, config, out, env, resume=resume).fit()
+        if env.is_main:
+            saved = ckpt.read_config(out)
+            model = FrameAutoencoder(AutoencoderConfig.from_dict(saved["model"]))
+            ckpt.load_into(model, ckpt.read_weights(out), out)
+            scale = calibrate_latent_scale(model, task.batches(env, config.batch_size, seed=12345, workers=0))
+            saved["model"]["latent_scale"] = scale
+            ckpt.save_weights(out, model.state_dict(), saved)
+        return out
+    finally:
+        shutdown(env)
+
+
+def load_autoencoder(directory: Path) -> FrameAutoencoder:
+    saved = ckpt.read_config(directory)
+    if saved.get("kind") != "autoencoder":
+        raise ckpt.CheckpointError(
+            f"{directory}: holds a {saved.get('kind')!r} checkpoint, not an autoencoder"
+        )
+    model = FrameAutoencoder(AutoencoderConfig.from_dict(saved["model"]))
+    ckpt.load_into(model, ckpt.read_weights(directory), directory)
+    return model.eval()
+
+
+def ensure_latents(data: Path, autoencoder_dir: Path, resolution: int) -> Path:
+    """The latent shards of ``data`` for this autoencoder and resolution, encoding them once if needed."""
+    from streamingeffect.data.latents import encode_dataset
+
+    if (data / "latents.json").exists():
+        return data  # already a latent folder
+    digest = hashlib.sha1((autoencoder_dir / ckpt.WEIGHTS).read_bytes()).hexdigest()[:10]
+    folder = data / f"latents-{resolution}-{digest}"
+    if not (folder / "latents.json").exists():
+        encode_dataset(data, load_autoencoder(autoencoder_dir), folder, resolution)
+    return folder
+
+
+def train_teacher(
+    data: Path,
+    out: Path,
+    size: str,
+    config: TrainConfig,
+    autoencoder_dir: Path,
+    resolution: int = 128,
+    frames: int = 4,
+    layout: str | None = None,
+    resume: bool = False,
+) -> Path:
+    """Train (or resume) the bidirectional teacher on ``data``'s latents (encoded on first use)."""
+    env = init_distributed()
+    try:
+        latents = ensure_latents(data, autoencoder_dir, resolution) if env.is_main else None
+        if env.distributed:
+            import torch.distributed as dist
+
+            shared = [latents]
+            dist.broadcast_object_list(shared, src=0)
+            latents = shared[0]
+        latent_channels = load_autoencoder(autoencoder_dir).config.latent_channels
+        overrides: dict[str, object] = {"latent_channels": latent_channels}
+        if layout:
+            overrides["layout"] = layout
+        task = TeacherTask(EffectModelConfig.named(size, **overrides), Path(latents), frames=frames)
+        Trainer(task, config, out, env, resume=resume).fit()
+        return out
+    finally:
+        shutdown(env)

@@ -1,0 +1,142 @@
+"""Training tasks: each joins a model, its data and its objective for the shared Trainer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from streamingeffect.data.dataset import Augment, EffectClipDataset
+from streamingeffect.data.latents import LatentSample
+from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from streamingeffect.models.config import EffectModelConfig
+from streamingeffect.models.dit import EffectTransformer
+from streamingeffect.models.lpips import LPIPS
+from streamingeffect.objectives.autoencoder import reconstruction_loss
+from streamingeffect.objectives.teacher import LatentBatch, teacher_loss
+from streamingeffect.train.distributed import DistEnv
+
+
+def clip_stream(
+    data: Path, size: int, frames: int, seed: int, workers: int, augment: Augment
+) -> Iterator[dict[str, Any]]:
+    """Endless stream of augmented clips (shards split across ranks and loader workers)."""
+    dataset = EffectClipDataset(data, size=size, frames=frames, augment=augment, seed=seed, repeat=True)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
+    yield from loader
+
+
+class AutoencoderTask:
+    """Frames (sources and targets, so effects are reconstructed too) at random crops and scales."""
+
+    kind = "autoencoder"
+    cpu_autocast = False  # bf16 convolutions are far slower than fp32 on CPUs without oneDNN bf16 kernels
+    metric_names = ("l1", "lpips", "latent_rms")
+
+    def __init__(self, config: AutoencoderConfig, data: Path, crop: int = 128, frames_per_clip: int = 4):
+        self.config = config
+        self.model: nn.Module = FrameAutoencoder(config)
+        self.lpips = LPIPS()
+        self.data, self.crop, self.frames_per_clip = data, crop, frames_per_clip
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[torch.Tensor]:
+        self.lpips.to(env.device)
+        augment = Augment(crop_scale=(0.5, 1.0))
+        pool: list[torch.Tensor] = []
+        for item in clip_stream(self.data, self.crop, self.frames_per_clip, seed, workers, augment):
+            pool += [*item["source"], *item["target"]]
+            while len(pool) >= batch_size:
+                yield torch.stack(pool[:batch_size]).to(env.device)
+                pool = pool[batch_size:]
+
+    def loss(self, model: nn.Module, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return reconstruction_loss(model, self.lpips, batch)
+
+
+@torch.no_grad()
+def calibrate_latent_scale(
+    autoencoder: FrameAutoencoder, frames: Iterator[torch.Tensor], batches: int = 8
+) -> float:
+    """1 / std of the (unscaled) latents over a few batches: the diffusion model wants unit variance."""
+    autoencoder.eval()
+    values = [autoencoder.encoder(next(frames)).flatten() for _ in range(batches)]
+    return float(1.0 / torch.cat(values).std().clamp_min(1e-6))
+
+
+class TeacherTask:
+    """The bidirectional in-context teacher: flow matching on pre-encoded latent clips."""
+
+    kind = "teacher"
+    cpu_autocast = True  # matmul-bound: bf16 runs about twice as fast as fp32 on this class of CPU
+    metric_names = ("mse_inside", "mse_outside")
+
+    def __init__(self, config: EffectModelConfig, latents: Path, frames: int = 4, shift: float = 3.0):
+        from streamingeffect.data.latents import LatentDataset
+        from streamingeffect.models.text import TextCache
+
+        self.config = config
+        self.model: nn.Module = EffectTransformer(config)
+        self.dataset = LatentDataset(latents)
+        self.text = TextCache.for_catalog(latents / "text-cache.safetensors")
+        self.frames, self.shift = frames, shift
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[LatentBatch]:
+        generator = torch.Generator().manual_seed(seed + env.rank)
+        samples = [s for i, s in enumerate(self.dataset.samples) if i % env.world_size == env.rank]
+        while True:
+            picks = torch.randint(len(samples), (batch_size,), generator=generator).tolist()
+            yield self.collate([samples[i] for i in picks], generator).to(env.device)
+
+    def collate(self, samples: list[LatentSample], generator: torch.Generator) -> LatentBatch:
+        """Random windows of ``frames`` latent frames and a random description of each category."""
+        windows, texts = [], []
+        for sample in samples:
+            count = sample.source.shape[0]
+            start = int(torch.randint(count - self.frames + 1, (1,), generator=generator))
+            windows.append((sample, slice(start, start + self.frames)))
+            descriptions = sample.meta["descriptions"]
+            texts.append(descriptions[int(torch.randint(len(descriptions), (1,), generator=generator))])
+        features = self.text.lookup(texts)
+
+        def stack(get: Any) -> torch.Tensor:
+            return torch.stack([get(s, w) for s, w in windows]).float()
+
+        ref_index = [int(s.meta["reference_index"]) for s, _ in windows]
+        batch = LatentBatch(
+            source=stack(lambda s, w: s.source[w]),
+            target=stack(lambda s, w: s.target[w]),
+            mask=stack(lambda s, w: s.mask[w]),
+            edit=stack(lambda s, w: s.edit[w]),
+            ref_source=stack(lambda s, w: s.ref_source),
+            ref_target=stack(lambda s, w: s.ref_target),
+            ref_mask=torch.stack([s.mask[i] for (s, _), i in zip(windows, ref_index, strict=True)]).float(),
+            text_tokens=features.tokens,
+            text_mask=features.mask,
+            text_pooled=features.pooled,
+        )
+        return mirror(batch, torch.rand(len(samples), generator=generator) < 0.5)
+
+    def loss(self, model: nn.Module, batch: LatentBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return teacher_loss(model, batch, self.shift, self.config.predict_residual)
+
+
+def mirror(batch: LatentBatch, flip: torch.Tensor) -> LatentBatch:
+    """Horizontally flip the chosen samples (flip [B] bool) of every spatial tensor in the batch."""
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 4:
+            return x  # text features
+        chosen = flip.view(-1, *([1] * (x.dim() - 1)))
+        return torch.where(chosen, x.flip(-1), x)
+
+    return LatentBatch(**{name: apply(value) for name, value in vars(batch).items()})
