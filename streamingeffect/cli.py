@@ -120,6 +120,33 @@ def _train(args: argparse.Namespace) -> None:
     print(f"checkpoint: {out}")
 
 
+def _generate(args: argparse.Namespace) -> None:
+    from streamingeffect.diffusion.sampler import Guidance
+    from streamingeffect.generate import EffectModel, Request, generate_video, resolve_model
+    from streamingeffect.io import load_image
+
+    request = Request(
+        effect=args.effect,
+        prompt=args.prompt,
+        reference=load_image(args.reference) if args.reference else None,
+        reference_source=load_image(args.reference_source) if args.reference_source else None,
+    )
+    request.text()  # validate before loading anything heavy
+    model = EffectModel.load(resolve_model(args.model))
+    written = generate_video(
+        Path(args.input),
+        Path(args.output),
+        request,
+        model,
+        steps=args.steps,
+        guidance=Guidance(text=args.guidance_text, reference=args.guidance_reference),
+        seed=args.seed,
+        max_frames=args.max_frames,
+        cache_dir=DEFAULT_CACHE / "parse",
+    )
+    print(f"wrote {written} frames to {args.output}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamingeffect", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -194,6 +221,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--frames", type=int, default=4, help="teacher: latent frames per training clip")
     train.add_argument("--layout", choices=["packed", "separate"], default=None, help="teacher token layout")
     train.set_defaults(run=_train)
+    generate = commands.add_parser(
+        "generate", help="apply an effect to a clip with a trained model (offline)"
+    )
+    generate.add_argument("--model", default="teacher", help="teacher, student, or a checkpoint folder")
+    generate.add_argument("--input", required=True, help="video file or image folder")
+    what = generate.add_mutually_exclusive_group()
+    what.add_argument("--effect", help="category id (see `effects list`)")
+    what.add_argument("--prompt", help="free text describing the effect")
+    generate.add_argument("--reference", help="an edited keyframe (PNG/JPEG at the clip's size)")
+    generate.add_argument(
+        "--reference-source", help="the frame the keyframe was edited from (default: frame 0)"
+    )
+    generate.add_argument("--steps", type=int, default=50)
+    generate.add_argument("--guidance-text", type=float, default=1.0)
+    generate.add_argument("--guidance-reference", type=float, default=1.0)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--max-frames", type=int, default=None)
+    generate.add_argument("--output", required=True)
+    generate.set_defaults(run=_generate)
     return parser
 
 

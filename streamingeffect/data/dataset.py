@@ -83,18 +83,22 @@ class EffectClipDataset(IterableDataset):
         self.epoch = epoch
 
     def _my_shards(self, rng: np.random.Generator) -> list[Path]:
+        """This rank's and worker's share of the shards; ``rng`` must be the same on every rank."""
         rank, world = _distributed_rank()
-        worker = get_worker_info()
-        worker_id, workers = (worker.id, worker.num_workers) if worker else (0, 1)
+        worker_id, workers = _worker()
         order = [self.shards[i] for i in rng.permutation(len(self.shards))]
         mine = order[rank::world][worker_id::workers]
         return mine or order[(rank * workers + worker_id) % len(order) :][:1]
 
     def __iter__(self) -> Iterator[dict[str, object]]:
         epoch = self.epoch
+        rank, _ = _distributed_rank()
+        worker_id, _ = _worker()
         while True:
-            rng = np.random.default_rng([self.seed, epoch])
-            yield from self._shuffled(self._samples(self._my_shards(rng)), rng)
+            # One shard order for all ranks and workers, but each draws its own crops and flips.
+            shards = self._my_shards(np.random.default_rng([self.seed, epoch]))
+            rng = np.random.default_rng([self.seed, epoch, rank, worker_id])
+            yield from self._shuffled(self._samples(shards), rng)
             if not self.repeat:
                 return
             epoch += 1
@@ -176,3 +180,8 @@ def _distributed_rank() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def _worker() -> tuple[int, int]:
+    worker = get_worker_info()
+    return (worker.id, worker.num_workers) if worker else (0, 1)

@@ -24,6 +24,9 @@ class Guidance:
     reference: float = 1.0
 
 
+NO_GUIDANCE = Guidance()  # scales of 1: one network call per step
+
+
 def with_conditions(cond: EffectCondition, reference: bool, text: bool) -> EffectCondition:
     """The same condition with the reference and/or text switched to their null versions."""
     ref = cond.reference
@@ -71,7 +74,7 @@ def euler_sample(
     noise: torch.Tensor,
     steps: int,
     shift: float,
-    guidance: Guidance = Guidance(),
+    guidance: Guidance = NO_GUIDANCE,
     attn_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """noise [B, F, C, h, w] at t = 1 -> x0 in diffusion space, in ``steps`` Euler steps."""

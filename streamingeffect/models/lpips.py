@@ -126,12 +126,24 @@ class LPIPS(nn.Module):
         return super().train(False)  # always deterministic (the heads' dropout is a training-time detail)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """[B]: the LPIPS distance of each pair."""
+        return self._layers(x, y, spatial=False)
+
+    def distance_map(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W]: every layer's distance upsampled to the input size and summed (spatial LPIPS)."""
+        return self._layers(x, y, spatial=True)
+
+    def _layers(self, x: torch.Tensor, y: torch.Tensor, spatial: bool) -> torch.Tensor:
         fx = self.features((x - self.shift) / self.scale)
         fy = self.features((y - self.shift) / self.scale)
-        total = x.new_zeros(x.shape[0])
+        total: torch.Tensor | float = 0.0
         for head, a, b in zip(self.heads, fx, fy, strict=True):
-            diff = (_unit(a) - _unit(b)) ** 2
-            total = total + head(diff).mean(dim=(1, 2, 3))
+            layer = head((_unit(a) - _unit(b)) ** 2)  # [B, 1, h, w]
+            if spatial:
+                total = total + F.interpolate(layer, size=x.shape[-2:], mode="bilinear", align_corners=False)
+            else:
+                total = total + layer.mean(dim=(1, 2, 3))
+        assert isinstance(total, torch.Tensor)
         return total
 
 

@@ -77,6 +77,8 @@ def train_teacher(
             dist.broadcast_object_list(shared, src=0)
             latents = shared[0]
         latent_channels = load_autoencoder(autoencoder_dir).config.latent_channels
+        if env.is_main:
+            copy_autoencoder(autoencoder_dir, out / "autoencoder")
         overrides: dict[str, object] = {"latent_channels": latent_channels}
         if layout:
             overrides["layout"] = layout
@@ -85,3 +87,12 @@ def train_teacher(
         return out
     finally:
         shutdown(env)
+
+
+def copy_autoencoder(source: Path, target: Path) -> None:
+    """Keep the autoencoder a model was trained with beside its weights (its latents are its own)."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for name in (ckpt.WEIGHTS, ckpt.CONFIG):
+        shutil.copyfile(source / name, target / name)

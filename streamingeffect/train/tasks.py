@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class AutoencoderTask:
     """Frames (sources and targets, so effects are reconstructed too) at random crops and scales."""
 
     kind = "autoencoder"
-    cpu_autocast = False  # bf16 convolutions are far slower than fp32 on CPUs without oneDNN bf16 kernels
+    cpu_autocast = False  # bf16 convolutions were several times slower than fp32 on the CPUs we measured
     metric_names = ("l1", "lpips", "latent_rms")
 
     def __init__(self, config: AutoencoderConfig, data: Path, crop: int = 128, frames_per_clip: int = 4):
@@ -45,6 +46,9 @@ class AutoencoderTask:
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.to_dict()
+
+    def task_info(self) -> dict[str, Any]:
+        return {"data": str(self.data), "crop": self.crop}
 
     def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[torch.Tensor]:
         self.lpips.to(env.device)
@@ -74,7 +78,7 @@ class TeacherTask:
     """The bidirectional in-context teacher: flow matching on pre-encoded latent clips."""
 
     kind = "teacher"
-    cpu_autocast = True  # matmul-bound: bf16 runs about twice as fast as fp32 on this class of CPU
+    cpu_autocast = True  # matmul-bound: bf16 pays off on CPUs with native bf16 (see precision.py)
     metric_names = ("mse_inside", "mse_outside")
 
     def __init__(self, config: EffectModelConfig, latents: Path, frames: int = 4, shift: float = 3.0):
@@ -86,9 +90,20 @@ class TeacherTask:
         self.dataset = LatentDataset(latents)
         self.text = TextCache.for_catalog(latents / "text-cache.safetensors")
         self.frames, self.shift = frames, shift
+        self.latents = latents
+        self.resolution = int(json.loads((latents / "latents.json").read_text())["size"])
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.to_dict()
+
+    def task_info(self) -> dict[str, Any]:
+        return {
+            "latents": str(self.latents),
+            "resolution": self.resolution,
+            "frames": self.frames,
+            "shift": self.shift,
+            "autoencoder": "autoencoder",  # the copy beside the weights, so a model folder is self-contained
+        }
 
     def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[LatentBatch]:
         generator = torch.Generator().manual_seed(seed + env.rank)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from streamingeffect.precision import autocast
 from streamingeffect.train import checkpoint as ckpt
 from streamingeffect.train.distributed import DistEnv, mean_across_ranks, unwrap, wrap_model
 
@@ -35,7 +37,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     log_every: int = 10
     save_every: int = 200
-    precision: str = "auto"  # "auto": bf16 autocast on GPU, and on CPU where the task says it pays off
+    precision: str = "auto"  # "auto": bf16 autocast where it is fast (GPUs; CPUs with native bf16)
     seed: int = 0
     fsdp: bool = False
     time_limit: float = 0.0  # seconds of training before saving and stopping (0: no limit)
@@ -51,6 +53,8 @@ class TrainTask(Protocol):
     metric_names: tuple[str, ...]  # extra columns of log.csv
 
     def config_dict(self) -> dict[str, Any]: ...
+
+    def task_info(self) -> dict[str, Any]: ...  # what inference needs besides the model config
 
     def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[Any]: ...
 
@@ -122,12 +126,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- loop
 
-    def _autocast(self) -> torch.autocast:
-        device = self.env.device.type
-        wanted = {"bf16": True, "fp32": False}.get(self.config.precision)
-        if wanted is None:  # auto
-            wanted = device == "cuda" or self.task.cpu_autocast
-        return torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=wanted)
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        forced = {"bf16": True, "fp32": False}.get(self.config.precision)
+        if forced is None and self.env.device.type == "cpu" and not self.task.cpu_autocast:
+            forced = False  # convolution-heavy tasks stay fp32 on CPUs even with native bf16
+        return autocast(self.env.device, forced)
 
     def fit(self) -> Path:
         config, env = self.config, self.env
@@ -215,6 +218,7 @@ class Trainer:
         if not self.env.is_main:
             return
         config = {
+            "task": self.task.task_info(),
             "kind": self.task.kind,
             "model": self.task.config_dict(),
             "train": asdict(self.config),
@@ -241,5 +245,9 @@ def _progress(start: int, total: int, enabled: bool, name: str) -> Any:
 
 
 def _comparable(model_config: dict[str, Any]) -> dict[str, Any]:
-    """A model config without the fields set after training (calibration), for resume checks."""
-    return {k: v for k, v in model_config.items() if k not in ("latent_scale", "extra")}
+    """A model config without the fields set after training (calibration), for resume checks.
+
+    Compared as JSON, as config.json stores it: tuples there come back as lists.
+    """
+    kept = {k: v for k, v in model_config.items() if k not in ("latent_scale", "extra")}
+    return json.loads(json.dumps(kept, sort_keys=True))

@@ -1,0 +1,169 @@
+"""Model benchmarks: autoencoder quality and speed, teacher forward time, teacher quality by condition.
+
+Everything runs on held-out data: clips (and the people in them) that no model trained on.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from streamingeffect.data.dataset import shard_paths
+from streamingeffect.data.shards import read_shard
+from streamingeffect.diffusion.sampler import euler_sample
+from streamingeffect.eval.metrics import masked_lpips, psnr
+from streamingeffect.generate import EffectModel
+from streamingeffect.io import read_frames
+from streamingeffect.models.autoencoder import FrameAutoencoder
+from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
+from streamingeffect.models.lpips import LPIPS
+from streamingeffect.objectives.teacher import from_diffusion_space, to_diffusion_space
+from streamingeffect.precision import autocast
+
+MODES = {"text only": (False, True), "reference only": (True, False), "text + reference": (True, True)}
+
+
+def _signed(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def _median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+@dataclass
+class AutoencoderReport:
+    frames: int
+    psnr: float
+    lpips: float
+    encode_ms: float
+    decode_ms: float
+
+    @property
+    def frames_per_s(self) -> float:
+        return 1000.0 / (self.encode_ms + self.decode_ms)
+
+
+@torch.no_grad()
+def autoencoder_report(
+    ae: FrameAutoencoder, clip: Path, size: int = 256, max_frames: int = 64
+) -> AutoencoderReport:
+    """Reconstruction of a held-out clip (centre square, resized to ``size``) and per-frame speed."""
+    lpips = LPIPS()
+    scores_psnr, scores_lpips, count = [], [], 0
+    for frame in read_frames(clip, stop=max_frames):
+        h, w = frame.image.shape[:2]
+        side = min(h, w)
+        y0, x0 = (h - side) // 2, (w - side) // 2
+        square = cv2.resize(
+            frame.image[y0 : y0 + side, x0 : x0 + side], (size, size), interpolation=cv2.INTER_AREA
+        )
+        x = _signed(square[None])
+        recon = ae.decode(ae.encode(x)).clamp(-1, 1)
+        scores_psnr.append(psnr(recon, x))
+        scores_lpips.append(masked_lpips(lpips, recon, x))
+        count += 1
+    x = torch.zeros(1, 3, size, size)
+    z = ae.encode(x)
+    return AutoencoderReport(
+        frames=count,
+        psnr=float(np.mean(scores_psnr)),
+        lpips=float(np.mean(scores_lpips)),
+        encode_ms=_median_ms(lambda: ae.encode(x)),
+        decode_ms=_median_ms(lambda: ae.decode(z)),
+    )
+
+
+@torch.no_grad()
+def teacher_forward_ms(model: EffectModel, resolution: int = 256) -> float:
+    """One forward pass of the transformer, batch 1, one training window of frames (bf16 where fast)."""
+    net, channels = model.net, model.net.config.latent_channels
+    size = resolution // model.autoencoder.config.downsample
+    x = torch.randn(1, model.frames, channels, size, size)
+    cond = EffectCondition(torch.randn_like(x), torch.ones(1, model.frames, 1, size, size))
+    with autocast(x.device):
+        return _median_ms(lambda: net(x, torch.rand(1, model.frames), cond))
+
+
+@dataclass
+class QualityRow:
+    mode: str
+    samples: int
+    psnr_inside: float
+    lpips_inside: float
+    psnr_outside: float
+
+
+@torch.no_grad()
+def teacher_quality(
+    model: EffectModel, data: Path, steps: int, limit: int = 16, seed: int = 0
+) -> list[QualityRow]:
+    """Teacher outputs against the renderer's ground truth on held-out samples, per condition mode."""
+    from streamingeffect.models.text import TextEncoder
+
+    lpips, encoder, ae = LPIPS(), TextEncoder(), model.autoencoder
+    residual, res, frames = model.net.config.predict_residual, model.resolution, model.frames
+    factor = ae.config.downsample
+    scores: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
+    samples = [s for shard in shard_paths(data) for s in read_shard(shard)][:limit]
+    for index, sample in enumerate(samples):
+
+        def prepare(array: np.ndarray, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+            return np.stack([cv2.resize(f, (res, res), interpolation=interpolation) for f in array[:frames]])
+
+        source, target = _signed(prepare(sample.source)), _signed(prepare(sample.target))
+        edit = torch.from_numpy(prepare(sample.edit_mask.astype(np.uint8), cv2.INTER_NEAREST)).float()[
+            :, None
+        ]
+        kind_mask = (
+            sample.edit_mask if sample.meta["kind"] == "edit" else sample.person.astype(np.float32) / 255
+        )
+        latent_mask = torch.from_numpy(
+            np.stack(
+                [
+                    cv2.resize(
+                        m.astype(np.float32), (res // factor, res // factor), interpolation=cv2.INTER_AREA
+                    )
+                    for m in kind_mask[:frames]
+                ]
+            )
+        )[None, :, None]
+        z_source = ae.encode(source)[None]
+        ref_pair = ae.encode(_signed(prepare(np.stack([sample.reference_source, sample.reference]))))
+        ref_mask = latent_mask[0, min(int(sample.meta["reference_index"]), frames - 1)][None]
+        features = encoder.encode([sample.meta["text"]])
+        for mode, (use_ref, use_text) in MODES.items():
+            reference = Reference(
+                ref_pair[:1],
+                to_diffusion_space(ref_pair[1:], ref_pair[:1], residual),
+                ref_mask,
+                torch.tensor([use_ref]),
+            )
+            text = TextCondition(features.tokens, features.mask, features.pooled, torch.tensor([use_text]))
+            cond = EffectCondition(z_source, latent_mask, reference, text)
+            noise = torch.randn(z_source.shape, generator=torch.Generator().manual_seed(seed + index))
+            with autocast(noise.device):
+                x0 = euler_sample(model.net, cond, noise, steps, model.shift)
+            out = ae.decode(from_diffusion_space(x0.float(), z_source, residual)[0]).clamp(-1, 1)
+            scores[mode].append(
+                (psnr(out, target, edit), masked_lpips(lpips, out, target, edit), psnr(out, target, 1 - edit))
+            )
+    rows = []
+    for mode, values in scores.items():
+        array = np.array(values, dtype=np.float64)
+        means = np.nanmean(array, axis=0)
+        rows.append(QualityRow(mode, len(values), *map(float, means)))
+    return rows
