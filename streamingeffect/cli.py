@@ -147,6 +147,21 @@ def _generate(args: argparse.Namespace) -> None:
     print(f"wrote {written} frames to {args.output}")
 
 
+def _bench_models(args: argparse.Namespace) -> None:
+    from streamingeffect.eval.model_bench import run_model_benchmark
+
+    run_model_benchmark(
+        autoencoder_dir=Path(args.autoencoder),
+        teacher_dir=Path(args.teacher) if args.teacher else None,
+        heldout_clip=Path(args.heldout_clip),
+        heldout_data=Path(args.heldout_data) if args.heldout_data else None,
+        steps=args.steps,
+        limit=args.limit,
+        report=Path(args.report) if args.report else None,
+        command=" ".join(["streamingeffect", *sys.argv[1:]]),
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamingeffect", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -221,6 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--frames", type=int, default=4, help="teacher: latent frames per training clip")
     train.add_argument("--layout", choices=["packed", "separate"], default=None, help="teacher token layout")
     train.set_defaults(run=_train)
+    bench = commands.add_parser("bench", help="benchmarks that print measured figures")
+    bench_cmds = bench.add_subparsers(dest="suite", required=True)
+    models = bench_cmds.add_parser(
+        "models", help="autoencoder and teacher quality and speed on held-out data"
+    )
+    models.add_argument("--autoencoder", required=True)
+    models.add_argument("--teacher", default="")
+    models.add_argument("--heldout-clip", required=True, help="a clip no model trained on")
+    models.add_argument("--heldout-data", default="", help="a dataset built from held-out clips")
+    models.add_argument("--steps", type=int, default=50)
+    models.add_argument("--limit", type=int, default=16, help="held-out samples to score")
+    models.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    models.set_defaults(run=_bench_models)
+
     generate = commands.add_parser(
         "generate", help="apply an effect to a clip with a trained model (offline)"
     )

@@ -167,3 +167,68 @@ def teacher_quality(
         means = np.nanmean(array, axis=0)
         rows.append(QualityRow(mode, len(values), *map(float, means)))
     return rows
+
+
+def run_model_benchmark(
+    autoencoder_dir: Path,
+    teacher_dir: Path | None,
+    heldout_clip: Path,
+    heldout_data: Path | None,
+    steps: int,
+    limit: int,
+    report: Path | None,
+    command: str,
+) -> str:
+    """Measure, print and (optionally) record the autoencoder and teacher figures as markdown."""
+    import os
+    import platform
+
+    from streamingeffect.docs import replace_section
+    from streamingeffect.precision import cpu_has_native_bf16
+    from streamingeffect.train.run import load_autoencoder
+
+    lines = [
+        "## Models: autoencoder and teacher",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), "
+        f"{'bf16 autocast' if cpu_has_native_bf16() else 'fp32 (no native bf16 on this CPU)'}. "
+        f"Held-out clip: `{heldout_clip.name}` (a person no model trained on).",
+        "",
+    ]
+    ae = load_autoencoder(autoencoder_dir)
+    ae_report = autoencoder_report(ae, heldout_clip)
+    lines += [
+        "| autoencoder | frames | PSNR (dB) | LPIPS | encode ms | decode ms | frames/s (enc+dec) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| {autoencoder_dir} | {ae_report.frames} | {ae_report.psnr:.2f} | {ae_report.lpips:.4f} | "
+        f"{ae_report.encode_ms:.1f} | {ae_report.decode_ms:.1f} | {ae_report.frames_per_s:.1f} |",
+        "",
+        "Autoencoder at 256x256, batch 1; PSNR and LPIPS (AlexNet) over the clip's centre square.",
+        "",
+    ]
+    if teacher_dir is not None:
+        model = EffectModel.load(teacher_dir)
+        forward = teacher_forward_ms(model, 256)
+        lines += [
+            f"Teacher forward at 256x256 ({model.frames} frames + the reference, batch 1): {forward:.1f} ms.",
+            "",
+        ]
+        if heldout_data is not None:
+            rows = teacher_quality(model, heldout_data, steps, limit)
+            lines += [
+                f"Teacher quality at {model.resolution}x{model.resolution}, {steps} Euler steps, against the "
+                f"renderer's ground truth on {rows[0].samples} held-out samples (`{heldout_data}`):",
+                "",
+                "| condition | PSNR inside mask (dB) | LPIPS inside mask | PSNR outside mask (dB) |",
+                "|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {r.mode} | {r.psnr_inside:.2f} | {r.lpips_inside:.4f} | {r.psnr_outside:.2f} |"
+                for r in rows
+            ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if report is not None:
+        replace_section(report, "models", text)
+    return text

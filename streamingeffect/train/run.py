@@ -96,3 +96,21 @@ def copy_autoencoder(source: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for name in (ckpt.WEIGHTS, ckpt.CONFIG):
         shutil.copyfile(source / name, target / name)
+
+
+def export_weights(directory: Path, dest: Path, half: bool = False, autoencoder: str | None = None) -> Path:
+    """Copy a trained model's inference files to ``dest`` (fp16 weights if ``half``).
+
+    ``autoencoder`` rewrites where an effect model finds its autoencoder (e.g. "../autoencoder-tiny"),
+    so bundled models share one copy.
+    """
+    config = ckpt.read_config(directory)
+    weights = ckpt.read_weights(directory)
+    if half:
+        weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
+    config["task"] = {k: v for k, v in config.get("task", {}).items() if k not in ("data", "latents")}
+    if autoencoder is not None:
+        config["task"]["autoencoder"] = autoencoder
+    config["exported_from"] = str(directory)
+    ckpt.save_weights(dest, weights, config)
+    return dest
