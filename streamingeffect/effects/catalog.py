@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from streamingeffect.effects.base import FAMILIES, Category
+from streamingeffect.effects.families.color import GRADE_LOOKS
 from streamingeffect.parsing.types import REGION_NAMES
 
 # Named colours: id slug -> (RGB, words used in descriptions).
@@ -822,23 +823,7 @@ def _effects() -> list[FamilySpec]:
                     },
                 )
                 for target, looks in (
-                    (
-                        "scene",
-                        (
-                            "warm",
-                            "cool",
-                            "teal_orange",
-                            "sepia",
-                            "noir",
-                            "vivid",
-                            "pastel",
-                            "matrix",
-                            "vintage",
-                            "cyberpunk",
-                            "golden_hour",
-                            "bleach",
-                        ),
-                    ),
+                    ("scene", GRADE_LOOKS),
                     ("person", ("noir", "vivid", "sepia", "cyberpunk")),
                     ("background", ("noir", "cool", "cyberpunk", "sepia")),
                 )

