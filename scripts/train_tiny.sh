@@ -16,10 +16,10 @@ $SE data build --sources runs/sources/heldout --out runs/data/heldout256 --sampl
 
 # Autoencoder: 128x128 crops of 256x256 frames, L1 + LPIPS.
 $SE train autoencoder --config tiny --data runs/data/train256 --out runs/ae-tiny \
-  --steps 3000 --batch-size 8 --lr 1e-3 --save-every 100 --time-limit 38 --workers 1
+  --steps 3000 --batch-size 8 --lr 1e-3 --save-every 100 --workers 1
 # Teacher: latents of 128x128 frames (encoded once), 4-frame windows.
 $SE train teacher --config tiny --data runs/data/train256 --autoencoder runs/ae-tiny --out runs/teacher-tiny \
-  --resolution 128 --frames 4 --steps 3000 --batch-size 8 --lr 5e-4 --save-every 100 --time-limit 50
+  --resolution 128 --frames 4 --steps 2200 --batch-size 8 --lr 5e-4 --save-every 100 --time-limit 36
 
 .venv/bin/python -c "
 from pathlib import Path

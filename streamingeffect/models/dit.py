@@ -251,7 +251,7 @@ class EffectTransformer(nn.Module):
         keep = text.keep[:, None]
         tokens = torch.cat([null, self.text_tokens(text.tokens)], dim=1)  # slot 0: the null token
         valid = torch.cat([~keep, text.mask & keep], dim=1)  # null token only where text is dropped
-        pooled = torch.where(keep, self.text_pool(text.pooled), torch.zeros_like(self.text_pool(text.pooled)))
+        pooled = self.text_pool(text.pooled) * keep  # dropped text adds nothing to the modulation
         return tokens, valid[:, None, None, :], pooled
 
     # ------------------------------------------------------------------------------------- forward

@@ -51,6 +51,8 @@ def wrap_model(model: nn.Module, env: DistEnv, fsdp: bool = False) -> nn.Module:
     if not env.distributed:
         return model
     if fsdp:
+        if env.device.type == "cpu":
+            raise ValueError("--fsdp needs GPUs (PyTorch FSDP refuses CPU devices); on CPUs use DDP")
         from torch.distributed.fsdp import FullyShardedDataParallel
 
         return FullyShardedDataParallel(model, device_id=env.device if env.device.type == "cuda" else None)
