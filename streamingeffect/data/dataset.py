@@ -135,14 +135,14 @@ class EffectClipDataset(IterableDataset):
 
         meta = sample.meta
         return {
-            "source": _to_signed(frames(sample.source)),
-            "target": _to_signed(frames(sample.target)),
+            "source": to_signed(frames(sample.source)),
+            "target": to_signed(frames(sample.target)),
             "edit_mask": torch.from_numpy(frames(sample.edit_mask.astype(np.uint8), cv2.INTER_NEAREST))
             .float()
             .unsqueeze(1),
             "person": torch.from_numpy(frames(sample.person)).float().div(255).unsqueeze(1),
-            "reference": _to_signed(self._warp(sample.reference, crop, flip)[None])[0],
-            "reference_source": _to_signed(self._warp(sample.reference_source, crop, flip)[None])[0],
+            "reference": to_signed(self._warp(sample.reference, crop, flip)[None])[0],
+            "reference_source": to_signed(self._warp(sample.reference_source, crop, flip)[None])[0],
             "category": self.category_index.get(meta["category"], -1),
             "kind": int(meta["kind"] == "edit"),
             "text": meta["text"],
@@ -171,7 +171,7 @@ class EffectClipDataset(IterableDataset):
         return out[:, ::-1] if flip else out
 
 
-def _to_signed(frames: np.ndarray) -> torch.Tensor:
+def to_signed(frames: np.ndarray) -> torch.Tensor:
     """[F, H, W, 3] uint8 -> [F, 3, H, W] float32 in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 

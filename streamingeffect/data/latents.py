@@ -25,18 +25,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import Dataset
 
-from streamingeffect.data.dataset import shard_paths
+from streamingeffect.data.dataset import shard_paths, to_signed
 from streamingeffect.data.shards import Sample, read_shard
 from streamingeffect.models.autoencoder import FrameAutoencoder
 
 
 def _resize(frames: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     return np.stack([cv2.resize(f, (size, size), interpolation=interpolation) for f in frames])
-
-
-def _signed(frames: np.ndarray) -> torch.Tensor:
-    """[F, H, W, 3] uint8 -> [F, 3, H, W] float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def _latent_mask(mask: np.ndarray, size: int, factor: int) -> torch.Tensor:
@@ -56,7 +51,7 @@ def encode_sample(autoencoder: FrameAutoencoder, sample: Sample, size: int) -> d
     factor = autoencoder.config.downsample
     refs = np.stack([sample.reference, sample.reference_source])
     video = np.concatenate([_resize(sample.source, size), _resize(sample.target, size), _resize(refs, size)])
-    latents = torch.cat([autoencoder.encode(part) for part in _signed(video).split(16)]).half()
+    latents = torch.cat([autoencoder.encode(part) for part in to_signed(video).split(16)]).half()
     count = sample.num_frames
     return {
         "source": latents[:count],

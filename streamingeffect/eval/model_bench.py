@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from streamingeffect.data.dataset import shard_paths
+from streamingeffect.data.dataset import shard_paths, to_signed
 from streamingeffect.data.shards import read_shard
 from streamingeffect.diffusion.sampler import euler_sample
 from streamingeffect.eval.metrics import masked_lpips, psnr
@@ -28,10 +28,6 @@ from streamingeffect.objectives.teacher import from_diffusion_space, to_diffusio
 from streamingeffect.precision import autocast
 
 MODES = {"text only": (False, True), "reference only": (True, False), "text + reference": (True, True)}
-
-
-def _signed(frames: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
 def _median_ms(fn: Callable[[], object], repeats: int = 5) -> float:
@@ -71,7 +67,7 @@ def autoencoder_report(
         square = cv2.resize(
             frame.image[y0 : y0 + side, x0 : x0 + side], (size, size), interpolation=cv2.INTER_AREA
         )
-        x = _signed(square[None])
+        x = to_signed(square[None])
         recon = ae.decode(ae.encode(x)).clamp(-1, 1)
         scores_psnr.append(psnr(recon, x))
         scores_lpips.append(masked_lpips(lpips, recon, x))
@@ -124,7 +120,7 @@ def teacher_quality(
         def prepare(array: np.ndarray, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
             return np.stack([cv2.resize(f, (res, res), interpolation=interpolation) for f in array[:frames]])
 
-        source, target = _signed(prepare(sample.source)), _signed(prepare(sample.target))
+        source, target = to_signed(prepare(sample.source)), to_signed(prepare(sample.target))
         edit = torch.from_numpy(prepare(sample.edit_mask.astype(np.uint8), cv2.INTER_NEAREST)).float()[
             :, None
         ]
@@ -142,7 +138,7 @@ def teacher_quality(
             )
         )[None, :, None]
         z_source = ae.encode(source)[None]
-        ref_pair = ae.encode(_signed(prepare(np.stack([sample.reference_source, sample.reference]))))
+        ref_pair = ae.encode(to_signed(prepare(np.stack([sample.reference_source, sample.reference]))))
         ref_mask = latent_mask[0, min(int(sample.meta["reference_index"]), frames - 1)][None]
         features = encoder.encode([sample.meta["text"]])
         for mode, (use_ref, use_text) in MODES.items():
