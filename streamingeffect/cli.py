@@ -103,7 +103,9 @@ def _train(args: argparse.Namespace) -> None:
         time_limit=args.time_limit * 60,
         workers=args.workers,
     )
-    if args.model == "autoencoder":
+    if args.model in ("ode-init", "student"):
+        out = _train_student(args, config)
+    elif args.model == "autoencoder":
         out = train_autoencoder(Path(args.data), Path(args.out), args.config, config, resume=args.resume)
     else:
         out = train_teacher(
@@ -120,6 +122,42 @@ def _train(args: argparse.Namespace) -> None:
     print(f"checkpoint: {out}")
 
 
+def _train_student(args: argparse.Namespace, config: object) -> Path:
+    from streamingeffect.diffusion.sampler import Guidance
+    from streamingeffect.generate import resolve_model
+    from streamingeffect.train.distill import train_ode_init, train_student
+
+    if not args.teacher:
+        raise ValueError(f"train {args.model} needs --teacher DIR (the teacher checkpoint to distill)")
+    guidance = Guidance(text=args.guidance, reference=args.guidance)
+    if args.model == "ode-init":
+        return train_ode_init(
+            resolve_model(args.teacher),
+            Path(args.data),
+            Path(args.out),
+            config,
+            pairs=args.pairs,
+            teacher_steps=args.teacher_steps,
+            student_steps=args.student_steps,
+            chunk_frames=args.chunk_frames,
+            window_chunks=args.window_chunks,
+            guidance=guidance,
+            resume=args.resume,
+        )
+    return train_student(
+        resolve_model(args.teacher),
+        Path(args.data),
+        Path(args.out),
+        config,
+        critic_steps=args.critic_steps,
+        critic_lr=args.critic_lr,
+        regression_weight=args.regression_weight,
+        guidance=guidance,
+        self_forcing=not args.teacher_forcing,
+        resume=args.resume,
+    )
+
+
 def _generate(args: argparse.Namespace) -> None:
     from streamingeffect.diffusion.sampler import Guidance
     from streamingeffect.generate import EffectModel, Request, generate_video, resolve_model
@@ -133,12 +171,15 @@ def _generate(args: argparse.Namespace) -> None:
     )
     request.text()  # validate before loading anything heavy
     model = EffectModel.load(resolve_model(args.model))
+    steps = args.steps or model.trained_steps
+    if model.is_student:
+        model.student_times(steps)  # a clear error for more steps than the student was distilled for
     written = generate_video(
         Path(args.input),
         Path(args.output),
         request,
         model,
-        steps=args.steps,
+        steps=steps,
         guidance=Guidance(text=args.guidance_text, reference=args.guidance_reference),
         seed=args.seed,
         max_frames=args.max_frames,
@@ -157,6 +198,31 @@ def _bench_models(args: argparse.Namespace) -> None:
         heldout_data=Path(args.heldout_data) if args.heldout_data else None,
         steps=args.steps,
         limit=args.limit,
+        report=Path(args.report) if args.report else None,
+        command=" ".join(["streamingeffect", *sys.argv[1:]]),
+    )
+
+
+def _bench_distill(args: argparse.Namespace) -> None:
+    from streamingeffect.eval.distill_bench import run_distill_benchmark
+    from streamingeffect.generate import resolve_model
+
+    def steps(text: str) -> list[int]:
+        return [int(s) for s in text.split(",") if s]
+
+    students = []
+    if args.ode_init:
+        students.append(("student after ODE init", Path(args.ode_init), steps(args.ode_init_steps)))
+    if args.student:
+        students.append(("student after DMD", resolve_model(args.student), steps(args.student_steps)))
+    run_distill_benchmark(
+        teacher_dir=resolve_model(args.teacher),
+        students=students,
+        heldout_data=Path(args.heldout_data),
+        limit=args.limit,
+        frames=args.frames,
+        teacher_steps=tuple(steps(args.teacher_steps)),
+        stream_frames=args.stream_frames,
         report=Path(args.report) if args.report else None,
         command=" ".join(["streamingeffect", *sys.argv[1:]]),
     )
@@ -215,9 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     bench.set_defaults(run=_data_bench)
     train = commands.add_parser("train", help="train a model (alone, or under torchrun for DDP/FSDP)")
-    train.add_argument("model", choices=["autoencoder", "teacher"])
+    train.add_argument("model", choices=["autoencoder", "teacher", "ode-init", "student"])
     train.add_argument("--config", default="tiny", help="named size (tiny, small, base, ...)")
-    train.add_argument("--data", required=True, help="dataset folder from `data build`")
+    train.add_argument(
+        "--data",
+        required=True,
+        help="dataset folder from `data build` (student: the `train ode-init` folder)",
+    )
     train.add_argument("--out", required=True, help="checkpoint folder")
     train.add_argument("--steps", type=int, default=2000)
     train.add_argument("--batch-size", type=int, default=16)
@@ -235,6 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--frames", type=int, default=4, help="teacher: latent frames per training clip")
     train.add_argument("--layout", choices=["packed", "separate"], default=None, help="teacher token layout")
+    distill = train.add_argument_group("distillation (ode-init, student)")
+    distill.add_argument("--teacher", default="", help="teacher checkpoint folder (or the bundled one)")
+    distill.add_argument("--pairs", type=int, default=512, help="ode-init: teacher ODE trajectories to make")
+    distill.add_argument("--teacher-steps", type=int, default=48, help="ode-init: teacher Euler steps")
+    distill.add_argument(
+        "--student-steps", type=int, default=4, help="ode-init: the student's sampling steps"
+    )
+    distill.add_argument("--chunk-frames", type=int, default=1, help="ode-init: latent frames per chunk")
+    distill.add_argument("--window-chunks", type=int, default=3, help="ode-init: chunks kept in the KV cache")
+    distill.add_argument("--guidance", type=float, default=1.0, help="teacher guidance (real score / pairs)")
+    distill.add_argument("--critic-steps", type=int, default=5, help="student: critic updates per step")
+    distill.add_argument("--critic-lr", type=float, default=1e-4)
+    distill.add_argument("--regression-weight", type=float, default=1.0, help="student: DMD's L_reg on pairs")
+    distill.add_argument(
+        "--teacher-forcing",
+        action="store_true",
+        help="student: the teacher's clean latents in the KV cache instead of Self-Forcing rollouts",
+    )
     train.set_defaults(run=_train)
     bench = commands.add_parser("bench", help="benchmarks that print measured figures")
     bench_cmds = bench.add_subparsers(dest="suite", required=True)
@@ -249,6 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--limit", type=int, default=16, help="held-out samples to score")
     models.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     models.set_defaults(run=_bench_models)
+    dist = bench_cmds.add_parser(
+        "distill", help="teacher vs causal students on held-out clips: quality, speed, stream memory"
+    )
+    dist.add_argument("--teacher", default="teacher", help="teacher checkpoint (default: bundled)")
+    dist.add_argument("--ode-init", default="", help="the student after ODE init (a `train ode-init` folder)")
+    dist.add_argument("--student", default="student", help="the student after DMD (default: bundled)")
+    dist.add_argument("--heldout-data", required=True, help="a built dataset of people no model trained on")
+    dist.add_argument("--teacher-steps", default="50,4")
+    dist.add_argument("--ode-init-steps", default="4")
+    dist.add_argument("--student-steps", default="4,2,1")
+    dist.add_argument("--limit", type=int, default=16, help="held-out samples")
+    dist.add_argument(
+        "--frames", type=int, default=8, help="frames per sample (a multiple of the teacher's window)"
+    )
+    dist.add_argument("--stream-frames", type=int, default=10000, help="long-stream memory test (0: skip)")
+    dist.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    dist.set_defaults(run=_bench_distill)
 
     generate = commands.add_parser(
         "generate", help="apply an effect to a clip with a trained model (offline)"
@@ -262,7 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--reference-source", help="the frame the keyframe was edited from (default: frame 0)"
     )
-    generate.add_argument("--steps", type=int, default=50)
+    generate.add_argument(
+        "--steps", type=int, default=None, help="sampling steps (default: 50 for a teacher, a student's own)"
+    )
     generate.add_argument("--guidance-text", type=float, default=1.0)
     generate.add_argument("--guidance-reference", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)

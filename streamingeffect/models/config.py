@@ -35,12 +35,18 @@ class EffectModelConfig:
     rope_theta: float = 10000.0
     qk_norm: bool = True
     chunk_frames: int = 1  # latent frames per block-causal chunk (student)
+    window_chunks: int = 3  # chunks the student's KV cache keeps beside the sink (the trained context)
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.head_dim % 2 or self.head_dim < 8:
             raise ValueError(f"head dim {self.head_dim} must be even and at least 8 (rotary pairs)")
+        if self.chunk_frames < 1 or self.window_chunks < 0:
+            raise ValueError(
+                f"chunk_frames must be >= 1 and window_chunks >= 0, got {self.chunk_frames}, "
+                f"{self.window_chunks}"
+            )
         if self.layout not in ("packed", "separate"):
             raise ValueError(f"unknown layout {self.layout!r}; use packed or separate")
 
@@ -69,6 +75,10 @@ class EffectModelConfig:
 
     def tokens_per_frame(self, latent_height: int, latent_width: int) -> int:
         return (latent_height // self.patch) * (latent_width // self.patch)
+
+    def context_frames(self) -> int:
+        """Latent frames a student chunk sees besides the reference: its window plus itself."""
+        return (self.window_chunks + 1) * self.chunk_frames
 
     def streams_per_frame(self) -> int:
         """Token sets per video frame: 1 (packed) or 2 (separate: source and target)."""

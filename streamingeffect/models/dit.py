@@ -1,10 +1,13 @@
 """The in-context effect transformer: one class for teacher, student and critic.
 
-    net(x_t [B, F, C, h, w], t [B, F], cond, attn_mask=None) -> velocity [B, F, C, h, w]
+    net(x_t [B, F, C, h, w], t [B, F], cond, attn_mask=None, cache=None) -> velocity [B, F, C, h, w]
 
 The reference frame's tokens come first (the attention-sink prefix), then the frames' tokens. The
-attention mask is an argument: None (full attention) for the bidirectional teacher, a block-causal
-mask from `block_causal_mask` for the causal student — the weights and code are the same.
+attention mask is an argument: None (full attention) for the bidirectional teacher and the critic, a
+block-causal mask from `block_causal_mask` for the causal student on a whole clip — the weights and
+code are the same. With a `KVCache` the student runs one chunk at a time: ``prefill`` puts the
+reference into the cache as its sink, each call attends to the sink and the cached chunks, and
+``update_cache=True`` appends the chunk's own keys/values (after denoising, at t = 0).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from streamingeffect.models.config import EffectModelConfig
+from streamingeffect.models.kv_cache import KVCache, LayerKV
 from streamingeffect.models.rope import apply_rope, grid_positions, rope_angles
 
 # Token streams (separate layout): a frame contributes a source and a target token set.
@@ -66,6 +70,23 @@ def block_causal_mask(layout: TokenLayout, chunk_frames: int) -> torch.Tensor:
     return chunk[None, :] <= chunk[:, None]
 
 
+@dataclass(frozen=True)
+class RopeAngles:
+    """Rotary angles (cos, sin) [N, d/2] for the queries and for the keys (more keys with a cache)."""
+
+    query: tuple[torch.Tensor, torch.Tensor]
+    key: tuple[torch.Tensor, torch.Tensor]
+
+    @classmethod
+    def shared(cls, angles: tuple[torch.Tensor, torch.Tensor]) -> RopeAngles:
+        return cls(angles, angles)
+
+    def last(self, count: int) -> RopeAngles:
+        """Queries are the last ``count`` key positions (the chunk after the cached prefix)."""
+        cos, sin = self.key
+        return RopeAngles((cos[-count:], sin[-count:]), self.key)
+
+
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
     """[B, G, C, h, w] -> [B, G, (h/p)(w/p), C p p]."""
     b, g, c, h, w = x.shape
@@ -104,21 +125,30 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         context: torch.Tensor | None = None,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rope: RopeAngles | None = None,
         mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """x [B, N, D], context [B, L, Dc] (cross) -> [B, N, D]. mask: bool, broadcast to [B, H, N, L]."""
+        past: LayerKV | None = None,
+    ) -> tuple[torch.Tensor, LayerKV]:
+        """x [B, N, D], context [B, L, Dc] (cross) -> ([B, N, D], this call's keys/values before RoPE).
+
+        mask: bool, broadcast to [B, H, N, L]. past: cached keys/values placed before x's own.
+        """
         q = self.q_norm(self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2))  # [B, H, N, d]
         k, v = (
             self.kv(x if context is None else context)
             .unflatten(-1, (2, self.heads, -1))
             .permute(2, 0, 3, 1, 4)
         )
-        k = self.k_norm(k)
+        fresh = LayerKV(self.k_norm(k), v)
+        if past is not None:
+            fresh_all = LayerKV.concat([past, fresh])
+            k, v = fresh_all.keys, fresh_all.values
+        else:
+            k, v = fresh.keys, fresh.values
         if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+            q, k = apply_rope(q, *rope.query), apply_rope(k, *rope.key)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.out(out.transpose(1, 2).flatten(2))
+        return self.out(out.transpose(1, 2).flatten(2)), fresh
 
 
 class Block(nn.Module):
@@ -143,18 +173,20 @@ class Block(nn.Module):
         x: torch.Tensor,
         cond: torch.Tensor,
         groups: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor],
+        rope: RopeAngles,
         mask: torch.Tensor | None,
         text: torch.Tensor | None,
         text_mask: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """x [B, N, D]; cond [B, G, D] per group, spread to tokens by ``groups`` [N]."""
+        past: LayerKV | None = None,
+    ) -> tuple[torch.Tensor, LayerKV]:
+        """x [B, N, D]; cond [B, G, D] per group, spread to tokens by ``groups`` [N] -> (x, self-attn k/v)."""
         mod = self.modulation(F.silu(cond))[:, groups]  # [B, N, 6D]
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
-        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, rope=rope, mask=mask)
+        attended, fresh = self.attn(self.norm1(x) * (1 + scale1) + shift1, rope=rope, mask=mask, past=past)
+        x = x + gate1 * attended
         if self.cross is not None and text is not None:
-            x = x + self.cross(self.norm_cross(x), context=text, mask=text_mask)
-        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+            x = x + self.cross(self.norm_cross(x), context=text, mask=text_mask)[0]
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2), fresh
 
 
 class EffectTransformer(nn.Module):
@@ -208,36 +240,27 @@ class EffectTransformer(nn.Module):
             *(v.to(device) for v in (layout.groups, layout.streams, layout.positions, layout.output))
         )
 
-    def _tokens(self, x_t: torch.Tensor, cond: EffectCondition) -> torch.Tensor:
-        """Embed the reference and frame tokens in layout order -> [B, N, D]."""
-        p, batch = self.config.patch, x_t.shape[0]
-        ref = cond.reference
-        if ref is None:
-            ref_source = ref_target = torch.zeros_like(x_t[:, 0])
-            ref_mask = torch.zeros_like(cond.mask[:, 0])
-        else:
-            ref_source, ref_target, ref_mask = ref.source, ref.target, ref.mask
+    def _embed(self, source: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(source, mask, target) latents of G groups [B, G, *, h, w] -> tokens [B, G, S T, D]."""
+        p = self.config.patch
         if self.config.layout == "packed":
-            frames_in = torch.cat([cond.source, cond.mask, x_t], dim=2)  # [B, F, 2C+1, h, w]
-            ref_in = torch.cat([ref_source, ref_mask, ref_target], dim=1)[:, None]
-            tokens = self.embed(patchify(torch.cat([ref_in, frames_in], dim=1), p))  # [B, F+1, T, D]
+            return self.embed(patchify(torch.cat([source, mask, target], dim=2), p))  # [B, G, T, D]
+        source_tokens = self.embed(patchify(torch.cat([source, mask], 2), p)) + self.stream_embed[SOURCE]
+        target_tokens = self.embed(patchify(torch.cat([target, mask], 2), p)) + self.stream_embed[TARGET]
+        return torch.stack([source_tokens, target_tokens], dim=2).flatten(2, 3)  # [B, G, 2T, D]
+
+    def _reference_tokens(self, cond: EffectCondition) -> torch.Tensor:
+        """The reference group's tokens [B, S T, D]; the learned null token where it is dropped."""
+        ref = cond.reference
+        batch = cond.source.shape[0]
+        if ref is None:
+            blank = torch.zeros_like(cond.source[:, :1])
+            tokens = self._embed(blank, torch.zeros_like(cond.mask[:, :1]), blank)[:, 0]
+            keep = torch.zeros(batch, dtype=torch.bool, device=cond.source.device)
         else:
-            sources = torch.cat(
-                [
-                    torch.cat([ref_source[:, None], cond.source], 1),
-                    torch.cat([ref_mask[:, None], cond.mask], 1),
-                ],
-                2,
-            )
-            targets = torch.cat(
-                [torch.cat([ref_target[:, None], x_t], 1), torch.cat([ref_mask[:, None], cond.mask], 1)], 2
-            )
-            source_tokens = self.embed(patchify(sources, p)) + self.stream_embed[SOURCE]
-            target_tokens = self.embed(patchify(targets, p)) + self.stream_embed[TARGET]
-            tokens = torch.stack([source_tokens, target_tokens], dim=2).flatten(2, 3)  # [B, F+1, 2T, D]
-        keep = ref.keep if ref is not None else torch.zeros(batch, dtype=torch.bool, device=x_t.device)
-        tokens[:, 0] = torch.where(keep[:, None, None], tokens[:, 0], self.null_reference.to(tokens.dtype))
-        return tokens.flatten(1, 2)
+            tokens = self._embed(ref.source[:, None], ref.mask[:, None], ref.target[:, None])[:, 0]
+            keep = ref.keep
+        return torch.where(keep[:, None, None], tokens, self.null_reference.to(tokens.dtype))
 
     def _text(
         self, cond: EffectCondition, batch: int, device: torch.device
@@ -254,6 +277,23 @@ class EffectTransformer(nn.Module):
         pooled = self.text_pool(text.pooled) * keep  # dropped text adds nothing to the modulation
         return tokens, valid[:, None, None, :], pooled
 
+    def _group_cond(self, t: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """t [B, G] -> the adaLN vector of each group [B, G, D]."""
+        return self.time_embed(timestep_embedding(t, self.config.width)) + pooled[:, None]
+
+    def _rope(self, positions: torch.Tensor) -> RopeAngles:
+        return RopeAngles.shared(rope_angles(positions, self.config.head_dim, self.config.rope_theta))
+
+    def _velocity(
+        self, x: torch.Tensor, group_cond: torch.Tensor, groups: torch.Tensor, shape: torch.Size
+    ) -> torch.Tensor:
+        """Output tokens [B, F T, D] with their groups [F T] -> velocity [B, F, C, h, w]."""
+        _, frames, channels, height, width = shape
+        shift, scale = self.final_modulation(F.silu(group_cond))[:, groups].chunk(2, dim=-1)
+        out = self.head(self.final_norm(x) * (1 + scale) + shift)
+        per_frame = self.config.tokens_per_frame(height, width)
+        return unpatchify(out.unflatten(1, (frames, per_frame)), channels, height, width, self.config.patch)
+
     # ------------------------------------------------------------------------------------- forward
 
     def forward(
@@ -262,21 +302,64 @@ class EffectTransformer(nn.Module):
         t: torch.Tensor,
         cond: EffectCondition,
         attn_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        update_cache: bool = False,
     ) -> torch.Tensor:
-        """x_t [B, F, C, h, w], t [B, F] in [0, 1] -> velocity [B, F, C, h, w]."""
-        batch, frames, channels, height, width = x_t.shape
+        """x_t [B, F, C, h, w], t [B, F] in [0, 1] -> velocity [B, F, C, h, w].
+
+        Without a cache: the reference and all F frames at once, under ``attn_mask``. With a cache:
+        F frames of the next chunk, attending to the cached sink and window (``prefill`` first).
+        """
+        if cache is not None:
+            return self._forward_chunk(x_t, t, cond, cache, update_cache)
+        batch, frames, _, height, width = x_t.shape
         layout = self.token_layout(frames, height, width, x_t.device)
-        x = self._tokens(x_t, cond)
+        frame_tokens = self._embed(cond.source, cond.mask, x_t).flatten(1, 2)
+        x = torch.cat([self._reference_tokens(cond), frame_tokens], dim=1)  # [B, N, D]
         text, text_mask, pooled = self._text(cond, batch, x_t.device)
-        t_groups = torch.cat([torch.zeros_like(t[:, :1]), t], dim=1)  # the reference is clean: t = 0
-        group_cond = self.time_embed(timestep_embedding(t_groups, self.config.width)) + pooled[:, None]
-        rope = rope_angles(layout.positions, self.config.head_dim, self.config.rope_theta)
+        # The reference is clean: t = 0.
+        group_cond = self._group_cond(torch.cat([torch.zeros_like(t[:, :1]), t], dim=1), pooled)
+        rope = self._rope(layout.positions)
         for block in self.blocks:
-            x = block(x, group_cond, layout.groups, rope, attn_mask, text, text_mask)
-        out_tokens = x[:, layout.output]  # [B, F*T, D]
-        shift, scale = self.final_modulation(F.silu(group_cond))[:, layout.groups[layout.output]].chunk(
-            2, dim=-1
-        )
-        out = self.head(self.final_norm(out_tokens) * (1 + scale) + shift)
-        per_frame = self.config.tokens_per_frame(height, width)
-        return unpatchify(out.unflatten(1, (frames, per_frame)), channels, height, width, self.config.patch)
+            x = block(x, group_cond, layout.groups, rope, attn_mask, text, text_mask)[0]
+        return self._velocity(x[:, layout.output], group_cond, layout.groups[layout.output], x_t.shape)
+
+    def prefill(self, cond: EffectCondition, cache: KVCache) -> None:
+        """Run the reference tokens alone (t = 0) and make their keys/values the cache's sink.
+
+        The sink depends on the text too (the pooled text modulates every token), so a new prompt or a
+        new keyframe calls this again; the cached chunks stay.
+        """
+        batch, _, _, height, width = cond.source.shape
+        layout = self.token_layout(0, height, width, cond.source.device)
+        x = self._reference_tokens(cond)  # [B, S T, D]
+        text, text_mask, pooled = self._text(cond, batch, cond.source.device)
+        group_cond = self._group_cond(torch.zeros(batch, 1, device=cond.source.device), pooled)
+        rope = self._rope(layout.positions)
+        sink = []
+        for block in self.blocks:
+            x, fresh = block(x, group_cond, layout.groups, rope, None, text, text_mask)
+            sink.append(fresh)
+        cache.replace_sink(sink)
+
+    def _forward_chunk(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: EffectCondition, cache: KVCache, update_cache: bool
+    ) -> torch.Tensor:
+        """One chunk against the cache: keys = [sink | window | chunk], positions re-based on the window."""
+        batch, frames, _, height, width = x_t.shape
+        window = cache.window_frames
+        layout = self.token_layout(window + frames, height, width, x_t.device)
+        chunk_tokens = frames * self.config.streams_per_frame() * self.config.tokens_per_frame(height, width)
+        x = self._embed(cond.source, cond.mask, x_t).flatten(1, 2)  # [B, chunk_tokens, D]
+        groups = layout.groups[-chunk_tokens:] - (1 + window)  # group of each chunk token: 0 .. F-1
+        text, text_mask, pooled = self._text(cond, batch, x_t.device)
+        group_cond = self._group_cond(t, pooled)  # [B, F, D]
+        rope = self._rope(layout.positions).last(chunk_tokens)
+        written = []
+        for index, block in enumerate(self.blocks):
+            x, fresh = block(x, group_cond, groups, rope, None, text, text_mask, past=cache.prefix(index))
+            written.append(fresh)
+        if update_cache:
+            cache.append(frames, written)
+        output = torch.nonzero(layout.streams[-chunk_tokens:] == TARGET).squeeze(1)
+        return self._velocity(x[:, output], group_cond, groups[output], x_t.shape)

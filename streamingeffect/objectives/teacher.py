@@ -59,11 +59,14 @@ def condition(
     return EffectCondition(source=batch.source, mask=batch.mask, reference=reference, text=text)
 
 
-def sample_modes(batch: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample (keep_reference, keep_text) drawn from MODE_SHARES."""
-    shares = torch.tensor(list(MODE_SHARES.values()))
-    modes = torch.multinomial(shares, batch, replacement=True, generator=generator)
-    names = list(MODE_SHARES)
+def sample_modes(
+    batch: int, generator: torch.Generator | None = None, shares: dict[str, float] = MODE_SHARES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample (keep_reference, keep_text) drawn from ``shares`` (keys as MODE_SHARES)."""
+    modes = torch.multinomial(
+        torch.tensor(list(shares.values())), batch, replacement=True, generator=generator
+    )
+    names = list(shares)
     keep_reference = torch.tensor([names[m] in ("reference", "both") for m in modes])
     keep_text = torch.tensor([names[m] in ("text", "both") for m in modes])
     return keep_reference, keep_text

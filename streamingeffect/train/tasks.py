@@ -31,7 +31,17 @@ def clip_stream(
     yield from loader
 
 
-class AutoencoderTask:
+class NoExtraState:
+    """Tasks whose only trained state is the model (the trainer saves that); DMD also has a critic."""
+
+    def extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        return None
+
+
+class AutoencoderTask(NoExtraState):
     """Frames (sources and targets, so effects are reconstructed too) at random crops and scales."""
 
     kind = "autoencoder"
@@ -74,38 +84,19 @@ def calibrate_latent_scale(
     return float(1.0 / torch.cat(values).std().clamp_min(1e-6))
 
 
-class TeacherTask:
-    """The bidirectional in-context teacher: flow matching on pre-encoded latent clips."""
+class LatentClips:
+    """Training batches from pre-encoded latent shards: random windows, random descriptions, mirroring."""
 
-    kind = "teacher"
-    cpu_autocast = True  # matmul-bound: bf16 pays off on CPUs with native bf16 (see precision.py)
-    metric_names = ("mse_inside", "mse_outside")
-
-    def __init__(self, config: EffectModelConfig, latents: Path, frames: int = 4, shift: float = 3.0):
+    def __init__(self, latents: Path, frames: int):
         from streamingeffect.data.latents import LatentDataset
         from streamingeffect.models.text import TextCache
 
-        self.config = config
-        self.model: nn.Module = EffectTransformer(config)
+        self.latents, self.frames = latents, frames
         self.dataset = LatentDataset(latents)
         self.text = TextCache.for_catalog(latents / "text-cache.safetensors")
-        self.frames, self.shift = frames, shift
-        self.latents = latents
         self.resolution = int(json.loads((latents / "latents.json").read_text())["size"])
 
-    def config_dict(self) -> dict[str, Any]:
-        return self.config.to_dict()
-
-    def task_info(self) -> dict[str, Any]:
-        return {
-            "latents": str(self.latents),
-            "resolution": self.resolution,
-            "frames": self.frames,
-            "shift": self.shift,
-            "autoencoder": "autoencoder",  # the copy beside the weights, so a model folder is self-contained
-        }
-
-    def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[LatentBatch]:
+    def batches(self, env: DistEnv, batch_size: int, seed: int) -> Iterator[LatentBatch]:
         generator = torch.Generator().manual_seed(seed + env.rank)
         samples = [s for i, s in enumerate(self.dataset.samples) if i % env.world_size == env.rank]
         while True:
@@ -140,6 +131,37 @@ class TeacherTask:
             text_pooled=features.pooled,
         )
         return mirror(batch, torch.rand(len(samples), generator=generator) < 0.5)
+
+
+class TeacherTask(NoExtraState):
+    """The bidirectional in-context teacher: flow matching on pre-encoded latent clips."""
+
+    kind = "teacher"
+    cpu_autocast = True  # matmul-bound: bf16 pays off on CPUs with native bf16 (see precision.py)
+    metric_names = ("mse_inside", "mse_outside")
+
+    def __init__(self, config: EffectModelConfig, latents: Path, frames: int = 4, shift: float = 3.0):
+        self.config = config
+        self.model: nn.Module = EffectTransformer(config)
+        self.clips = LatentClips(latents, frames)
+        self.frames, self.shift = frames, shift
+        self.latents = latents
+        self.resolution = self.clips.resolution
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def task_info(self) -> dict[str, Any]:
+        return {
+            "latents": str(self.latents),
+            "resolution": self.resolution,
+            "frames": self.frames,
+            "shift": self.shift,
+            "autoencoder": "autoencoder",  # the copy beside the weights, so a model folder is self-contained
+        }
+
+    def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[LatentBatch]:
+        return self.clips.batches(env, batch_size, seed)
 
     def loss(self, model: nn.Module, batch: LatentBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         return teacher_loss(model, batch, self.shift, self.config.predict_residual)

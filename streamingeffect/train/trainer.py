@@ -60,6 +60,10 @@ class TrainTask(Protocol):
 
     def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[torch.Tensor, dict[str, float]]: ...
 
+    def extra_state(self) -> dict[str, Any]: ...  # more trained state to checkpoint (a critic), or {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None: ...
+
 
 class EMA:
     """Exponential moving average of a model's weights, warmed up so early steps are not frozen in."""
@@ -121,6 +125,7 @@ class Trainer:
         ckpt.load_into(self.ema.shadow, ckpt.read_weights(self.out), self.out / ckpt.WEIGHTS)
         self.step = int(self._state["step"])
         torch.set_rng_state(self._state["rng"])
+        self.task.load_extra_state(self._state.get("task", {}))
 
     _state: dict[str, Any] | None = None
 
@@ -232,6 +237,7 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "step": self.step,
                 "rng": torch.get_rng_state(),
+                "task": self.task.extra_state(),
             },
         )
 
