@@ -203,6 +203,21 @@ def _bench_models(args: argparse.Namespace) -> None:
     )
 
 
+def _bench_stream(args: argparse.Namespace) -> None:
+    from streamingeffect.eval.stream_bench import run_stream_benchmark
+
+    run_stream_benchmark(
+        model=args.model,
+        source=args.input,
+        effect=args.effect,
+        size=args.size,
+        frames=args.frames,
+        report=Path(args.report) if args.report else None,
+        strip=Path(args.strip) if args.strip else None,
+        command=" ".join(["streamingeffect", *sys.argv[1:]]),
+    )
+
+
 def _bench_distill(args: argparse.Namespace) -> None:
     from streamingeffect.eval.distill_bench import run_distill_benchmark
     from streamingeffect.generate import resolve_model
@@ -225,6 +240,40 @@ def _bench_distill(args: argparse.Namespace) -> None:
         stream_frames=args.stream_frames,
         report=Path(args.report) if args.report else None,
         command=" ".join(["streamingeffect", *sys.argv[1:]]),
+    )
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"size must look like 256x256, got {text!r}") from error
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"size {text} is too small (16x16 at least)")
+    return width, height
+
+
+def _run(args: argparse.Namespace) -> None:
+    from streamingeffect.runtime.runner import RunConfig, run
+
+    run(
+        RunConfig(
+            input=args.input,
+            effect=args.effect,
+            prompt=args.prompt,
+            keyframe=Path(args.keyframe) if args.keyframe else None,
+            keyframe_source=Path(args.keyframe_source) if args.keyframe_source else None,
+            output=Path(args.output) if args.output else None,
+            preview_port=args.preview_port,
+            raw_stdout=args.raw_stdout,
+            size=args.size,
+            steps=args.steps,
+            model=args.model,
+            realtime=args.realtime,
+            max_frames=args.max_frames,
+            mask_cache=not args.no_mask_cache,
+            stats_json=Path(args.stats_json) if args.stats_json else None,
+        )
     )
 
 
@@ -354,6 +403,40 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--stream-frames", type=int, default=10000, help="long-stream memory test (0: skip)")
     dist.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     dist.set_defaults(run=_bench_distill)
+    streaming = bench_cmds.add_parser("stream", help="`run` end to end on a clip: fps, latency, mask cache")
+    streaming.add_argument("--model", default="default")
+    streaming.add_argument("--input", default="sample", help="a clip (default: the bundled sample)")
+    streaming.add_argument("--effect", default="neon_outline_cyan")
+    streaming.add_argument("--size", type=_size, default=(256, 256), help="WxH the frames are processed at")
+    streaming.add_argument("--frames", type=int, default=120)
+    streaming.add_argument(
+        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
+    )
+    streaming.add_argument(
+        "--strip", default="docs/stream_strip.jpg", help="source/output strip ('' to skip)"
+    )
+    streaming.set_defaults(run=_bench_stream)
+
+    live = commands.add_parser("run", help="apply an effect to live video (webcam, file, URL) in real time")
+    live.add_argument(
+        "--input", default="sample", help="webcam[:N], a file, an image folder, a URL, or sample"
+    )
+    which = live.add_mutually_exclusive_group()
+    which.add_argument("--effect", help="category id (see `effects list`)")
+    which.add_argument("--prompt", help="free text describing the effect")
+    live.add_argument("--keyframe", help="an edited frame of this video: its edit propagates to the stream")
+    live.add_argument("--keyframe-source", help="the frame the keyframe was edited from (default: the first)")
+    live.add_argument("--output", help="mp4 file (the input's sound is passed through)")
+    live.add_argument("--preview-port", type=int, default=None, help="serve an MJPEG preview on this port")
+    live.add_argument("--raw-stdout", action="store_true", help="write raw rgb24 frames to stdout")
+    live.add_argument("--size", type=_size, default=None, help="process and output at WxH (default: input)")
+    live.add_argument("--steps", type=int, default=None, help="denoising steps (default: the student's own)")
+    live.add_argument("--model", default="default", help="default (bundled student) or a student folder")
+    live.add_argument("--realtime", action="store_true", help="pace a file like a live camera (drops frames)")
+    live.add_argument("--max-frames", type=int, default=None)
+    live.add_argument("--no-mask-cache", action="store_true", help="recompute every token of every frame")
+    live.add_argument("--stats-json", help="write the JSON summary here too")
+    live.set_defaults(run=_run)
 
     generate = commands.add_parser(
         "generate", help="apply an effect to a clip with a trained model (offline)"
@@ -382,11 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input, shown as one line instead of a trace."""
     from streamingeffect.io import SourceError, VideoError
+    from streamingeffect.io.images import ImageError
     from streamingeffect.train.checkpoint import CheckpointError
 
     return (
         CheckpointError,
         VideoError,
+        ImageError,
         SourceError,
         ValueError,
         FileNotFoundError,

@@ -121,7 +121,7 @@ class Request:
         return category.descriptions[0] if category else ""
 
 
-def _to_model(frames: np.ndarray, crop: tuple[int, int, int], resolution: int) -> torch.Tensor:
+def crop_to_model(frames: np.ndarray, crop: tuple[int, int, int], resolution: int) -> torch.Tensor:
     """[F, H, W, 3] uint8 -> [F, 3, R, R] in [-1, 1], cropped to (x0, y0, side)."""
     x0, y0, side = crop
     small = [
@@ -131,7 +131,7 @@ def _to_model(frames: np.ndarray, crop: tuple[int, int, int], resolution: int) -
     return torch.from_numpy(np.stack(small)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 
-def _latent_mask(masks: np.ndarray, crop: tuple[int, int, int], size: int) -> torch.Tensor:
+def crop_to_latent_mask(masks: np.ndarray, crop: tuple[int, int, int], size: int) -> torch.Tensor:
     """[F, H, W] float masks -> [F, 1, size, size] over the crop."""
     x0, y0, side = crop
     small = [
@@ -162,16 +162,16 @@ def generate_window(
     """
     ae, residual = model.autoencoder, model.net.config.predict_residual
     latent_size = model.resolution // ae.config.downsample
-    source = ae.encode(_to_model(frames, crop, model.resolution))[None]  # [1, F, C, h, w]
-    mask = _latent_mask(masks, crop, latent_size)[None]
+    source = ae.encode(crop_to_model(frames, crop, model.resolution))[None]  # [1, F, C, h, w]
+    mask = crop_to_latent_mask(masks, crop, latent_size)[None]
     ref = None
     if reference is not None:
         ref_source, ref_target, ref_mask = reference
-        pair = ae.encode(_to_model(np.stack([ref_source, ref_target]), crop, model.resolution))
+        pair = ae.encode(crop_to_model(np.stack([ref_source, ref_target]), crop, model.resolution))
         ref = Reference(
             pair[:1],
             to_diffusion_space(pair[1:], pair[:1], residual),
-            _latent_mask(ref_mask[None], crop, latent_size),
+            crop_to_latent_mask(ref_mask[None], crop, latent_size),
             torch.ones(1, dtype=torch.bool),
         )
     cond = EffectCondition(source=source, mask=mask, reference=ref, text=text)
@@ -259,12 +259,12 @@ def generate_video(
                 model, padded, padded_masks, crop, text, reference, steps, guidance, generator, cache
             )
             for k, frame in enumerate(frames):
-                writer.write(_paste(frame, crops[k], crop, masks[k] if region != "person" else None))
+                writer.write(paste_crop(frame, crops[k], crop, masks[k] if region != "person" else None))
                 written += 1
     return written
 
 
-def _paste(
+def paste_crop(
     frame: np.ndarray, crop_pixels: np.ndarray, crop: tuple[int, int, int], local: np.ndarray | None
 ) -> np.ndarray:
     """Put the generated crop back; for local edits only inside the (dilated, feathered) region."""

@@ -12,6 +12,7 @@ from test_models import B, C, H, W, condition, tiny
 
 from streamingeffect.models.dit import block_causal_mask
 from streamingeffect.models.kv_cache import KVCache, LayerKV
+from streamingeffect.models.token_reuse import TokenReuse
 from streamingeffect.rollout import StudentSchedule, chunk_condition, denoise_chunk, new_cache, rollout
 
 FRAMES = 6
@@ -146,3 +147,55 @@ def test_one_student_step_from_pure_noise_is_the_x0_estimate() -> None:
     assert all(a > b for a, b in zip(schedule.times, schedule.times[1:], strict=False))
     with pytest.raises(ValueError):
         StudentSchedule.uniform(0, 3.0)
+
+
+# ----------------------------------------------------------------------------------------- mask cache
+
+
+def _chunk_setup(layout: str = "packed") -> tuple:
+    net = tiny(layout, chunk_frames=1, window_chunks=2)
+    cond = condition(frames=FRAMES)
+    x, t = _inputs()
+    cache = new_cache(net)
+    net.prefill(cond, cache)
+    for frame in range(2):  # some history in the window
+        net(
+            x[:, frame : frame + 1],
+            t[:, frame : frame + 1],
+            chunk_condition(cond, frame, frame + 1),
+            cache=cache,
+            update_cache=True,
+        )
+    return net, cond, x, t, cache
+
+
+@pytest.mark.parametrize("layout", ["packed", "separate"])
+@torch.no_grad()
+def test_mask_cache_with_every_token_active_is_the_uncached_forward(layout: str) -> None:
+    net, cond, x, t, cache = _chunk_setup(layout)
+    part, xs, ts = chunk_condition(cond, 2, 3), x[:, 2:3], t[:, 2:3]
+    plain = net(xs, ts, part, cache=cache)
+    reuse = TokenReuse(active=torch.ones(1, H // 2, W // 2, dtype=torch.bool))
+    net(x[:, 1:2], ts, part, cache=cache, reuse=reuse, reuse_key="s")  # a record from other input
+    merged = net(xs, ts, part, cache=cache, reuse=reuse, reuse_key="s")
+    assert torch.allclose(merged, plain, atol=1e-5) and reuse.reused_tokens == 0
+
+
+@pytest.mark.parametrize("layout", ["packed", "separate"])
+@torch.no_grad()
+def test_mask_cache_reusing_an_unchanged_computation_gives_the_same_result(layout: str) -> None:
+    net, cond, x, t, cache = _chunk_setup(layout)
+    part, xs, ts = chunk_condition(cond, 2, 3), x[:, 2:3], t[:, 2:3]
+    active = torch.zeros(1, H // 2, W // 2, dtype=torch.bool)
+    active[:, 1:3, 1:3] = True  # 4 of 16 positions recomputed, 12 reused
+    reuse = TokenReuse(active=active)
+    first = net(xs, ts, part, cache=cache, reuse=reuse, reuse_key="s")  # no record yet: computes all
+    again = net(xs, ts, part, cache=cache, reuse=reuse, reuse_key="s")
+    assert reuse.reused_tokens > 0
+    assert torch.allclose(again, first, atol=1e-5), float((again - first).abs().max())
+    # A changed input inside the active area changes the output there, and only reuses elsewhere.
+    moved = xs.clone()
+    moved[..., 2:6, 2:6] += 1.0
+    changed = net(moved, ts, part, cache=cache, reuse=reuse, reuse_key="s")
+    assert not torch.allclose(changed[..., 2:6, 2:6], first[..., 2:6, 2:6], atol=1e-3)
+    assert torch.equal(changed[..., :2, :], first[..., :2, :])  # reused rows: the earlier outputs

@@ -168,3 +168,24 @@ def test_ode_init_then_dmd_end_to_end_with_resume(tmp_path: Path) -> None:
     )
     assert "| teacher, 3 steps |" in text and "| student, 1 step |" in text
     assert "Long stream: 12 latent frames" in report.read_text()
+
+
+def test_pairs_of_texts_of_different_lengths_concatenate_with_padding(tmp_path: Path) -> None:
+    from test_teacher import random_batch
+
+    def pairs(tokens: int) -> OdePairs:
+        batch = random_batch()
+        batch.text_tokens, batch.text_mask = batch.text_tokens[:, :tokens], batch.text_mask[:, :tokens]
+        return OdePairs(
+            batch,
+            torch.ones(2, dtype=torch.bool),
+            torch.ones(2, dtype=torch.bool),
+            torch.randn(2, 3, 3, 4, 4, 4),
+        )
+
+    both = OdePairs.concat([pairs(3), pairs(5)])
+    assert both.batch.text_tokens.shape == (4, 5, 384) and len(both) == 4
+    assert both.batch.text_mask[:2, 3:].sum() == 0 and both.batch.text_mask[2:].all()
+    both.save(tmp_path / "p.safetensors")
+    loaded = OdePairs.load(tmp_path / "p.safetensors")
+    assert torch.equal(loaded.batch.text_mask, both.batch.text_mask) and len(loaded) == 4

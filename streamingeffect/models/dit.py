@@ -22,6 +22,7 @@ from torch import nn
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.kv_cache import KVCache, LayerKV
 from streamingeffect.models.rope import apply_rope, grid_positions, rope_angles
+from streamingeffect.models.token_reuse import ReuseRecord, TokenReuse, merge_rows
 
 # Token streams (separate layout): a frame contributes a source and a target token set.
 SOURCE, TARGET = 0, 1
@@ -128,10 +129,13 @@ class Attention(nn.Module):
         rope: RopeAngles | None = None,
         mask: torch.Tensor | None = None,
         past: LayerKV | None = None,
+        merge: tuple[LayerKV, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, LayerKV]:
         """x [B, N, D], context [B, L, Dc] (cross) -> ([B, N, D], this call's keys/values before RoPE).
 
         mask: bool, broadcast to [B, H, N, L]. past: cached keys/values placed before x's own.
+        merge: (a whole chunk's earlier keys/values, the token indices x holds): x's fresh keys/values
+        replace those rows, and the chunk's keys are the merged set (the mask cache).
         """
         q = self.q_norm(self.q(x).unflatten(-1, (self.heads, -1)).transpose(1, 2))  # [B, H, N, d]
         k, v = (
@@ -140,6 +144,12 @@ class Attention(nn.Module):
             .permute(2, 0, 3, 1, 4)
         )
         fresh = LayerKV(self.k_norm(k), v)
+        if merge is not None:
+            earlier, index = merge
+            fresh = LayerKV(
+                merge_rows(earlier.keys, fresh.keys, index, 2),
+                merge_rows(earlier.values, fresh.values, index, 2),
+            )
         if past is not None:
             fresh_all = LayerKV.concat([past, fresh])
             k, v = fresh_all.keys, fresh_all.values
@@ -178,11 +188,14 @@ class Block(nn.Module):
         text: torch.Tensor | None,
         text_mask: torch.Tensor | None,
         past: LayerKV | None = None,
+        merge: tuple[LayerKV, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, LayerKV]:
         """x [B, N, D]; cond [B, G, D] per group, spread to tokens by ``groups`` [N] -> (x, self-attn k/v)."""
         mod = self.modulation(F.silu(cond))[:, groups]  # [B, N, 6D]
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
-        attended, fresh = self.attn(self.norm1(x) * (1 + scale1) + shift1, rope=rope, mask=mask, past=past)
+        attended, fresh = self.attn(
+            self.norm1(x) * (1 + scale1) + shift1, rope=rope, mask=mask, past=past, merge=merge
+        )
         x = x + gate1 * attended
         if self.cross is not None and text is not None:
             x = x + self.cross(self.norm_cross(x), context=text, mask=text_mask)[0]
@@ -284,13 +297,19 @@ class EffectTransformer(nn.Module):
     def _rope(self, positions: torch.Tensor) -> RopeAngles:
         return RopeAngles.shared(rope_angles(positions, self.config.head_dim, self.config.rope_theta))
 
+    def _head(self, x: torch.Tensor, group_cond: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """Output tokens [B, n, D] with their groups [n] -> [B, n, C p p]."""
+        shift, scale = self.final_modulation(F.silu(group_cond))[:, groups].chunk(2, dim=-1)
+        return self.head(self.final_norm(x) * (1 + scale) + shift)
+
     def _velocity(
         self, x: torch.Tensor, group_cond: torch.Tensor, groups: torch.Tensor, shape: torch.Size
     ) -> torch.Tensor:
         """Output tokens [B, F T, D] with their groups [F T] -> velocity [B, F, C, h, w]."""
+        return self._unpatchify(self._head(x, group_cond, groups), shape)
+
+    def _unpatchify(self, out: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         _, frames, channels, height, width = shape
-        shift, scale = self.final_modulation(F.silu(group_cond))[:, groups].chunk(2, dim=-1)
-        out = self.head(self.final_norm(x) * (1 + scale) + shift)
         per_frame = self.config.tokens_per_frame(height, width)
         return unpatchify(out.unflatten(1, (frames, per_frame)), channels, height, width, self.config.patch)
 
@@ -304,14 +323,17 @@ class EffectTransformer(nn.Module):
         attn_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
         update_cache: bool = False,
+        reuse: TokenReuse | None = None,
+        reuse_key: str = "",
     ) -> torch.Tensor:
         """x_t [B, F, C, h, w], t [B, F] in [0, 1] -> velocity [B, F, C, h, w].
 
         Without a cache: the reference and all F frames at once, under ``attn_mask``. With a cache:
-        F frames of the next chunk, attending to the cached sink and window (``prefill`` first).
+        F frames of the next chunk, attending to the cached sink and window (``prefill`` first);
+        ``reuse`` (the mask cache) skips unchanged tokens, matched to the last frame by ``reuse_key``.
         """
         if cache is not None:
-            return self._forward_chunk(x_t, t, cond, cache, update_cache)
+            return self._forward_chunk(x_t, t, cond, cache, update_cache, reuse, reuse_key)
         batch, frames, _, height, width = x_t.shape
         layout = self.token_layout(frames, height, width, x_t.device)
         frame_tokens = self._embed(cond.source, cond.mask, x_t).flatten(1, 2)
@@ -343,7 +365,14 @@ class EffectTransformer(nn.Module):
         cache.replace_sink(sink)
 
     def _forward_chunk(
-        self, x_t: torch.Tensor, t: torch.Tensor, cond: EffectCondition, cache: KVCache, update_cache: bool
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        cond: EffectCondition,
+        cache: KVCache,
+        update_cache: bool,
+        reuse: TokenReuse | None = None,
+        reuse_key: str = "",
     ) -> torch.Tensor:
         """One chunk against the cache: keys = [sink | window | chunk], positions re-based on the window."""
         batch, frames, _, height, width = x_t.shape
@@ -355,11 +384,47 @@ class EffectTransformer(nn.Module):
         text, text_mask, pooled = self._text(cond, batch, x_t.device)
         group_cond = self._group_cond(t, pooled)  # [B, F, D]
         rope = self._rope(layout.positions).last(chunk_tokens)
+        output = torch.nonzero(layout.streams[-chunk_tokens:] == TARGET).squeeze(1)
+        record = None
+        if reuse is not None and reuse.active is not None:
+            record = reuse.records.get(reuse_key)
+        if record is not None and record.output.shape[0] != batch:
+            record = None
+        index = None
+        if record is not None:  # the mask cache: only the active tokens are queries
+            index = self._active_tokens(reuse.active, layout.positions[-chunk_tokens:], window)  # type: ignore[union-attr]
+            x, query_groups = x[:, index], groups[index]
+            cos, sin = rope.query
+            rope = RopeAngles((cos[index], sin[index]), rope.key)
+        else:
+            query_groups = groups
         written = []
-        for index, block in enumerate(self.blocks):
-            x, fresh = block(x, group_cond, groups, rope, None, text, text_mask, past=cache.prefix(index))
+        for i, block in enumerate(self.blocks):
+            merge = None if record is None else (record.layers[i], index)
+            x, fresh = block(
+                x, group_cond, query_groups, rope, None, text, text_mask, past=cache.prefix(i), merge=merge
+            )
             written.append(fresh)
         if update_cache:
             cache.append(frames, written)
-        output = torch.nonzero(layout.streams[-chunk_tokens:] == TARGET).squeeze(1)
-        return self._velocity(x[:, output], group_cond, groups[output], x_t.shape)
+        if record is None or index is None:
+            head = self._head(x[:, output], group_cond, groups[output])
+        else:
+            row_of = torch.full((chunk_tokens,), -1, dtype=torch.long, device=x.device)
+            row_of[output] = torch.arange(len(output), device=x.device)
+            rows = row_of[index]
+            computed = rows >= 0
+            fresh_head = self._head(x[:, computed], group_cond, query_groups[computed])
+            head = merge_rows(record.output, fresh_head, rows[computed], 1)
+        if reuse is not None:
+            reuse.records[reuse_key] = ReuseRecord(written, head.detach())
+            computed_count = chunk_tokens if index is None else len(index)
+            reuse.computed_tokens += computed_count
+            reuse.reused_tokens += chunk_tokens - computed_count
+        return self._unpatchify(head, x_t.shape)
+
+    def _active_tokens(self, active: torch.Tensor, positions: torch.Tensor, window: int) -> torch.Tensor:
+        """Indices of the chunk tokens whose (frame, row, column) is active in ``active`` [F, gh, gw]."""
+        frame = positions[:, 0].long() - (1 + window)
+        row, col = positions[:, 1].long(), positions[:, 2].long()
+        return torch.nonzero(active.to(positions.device)[frame, row, col]).squeeze(1)

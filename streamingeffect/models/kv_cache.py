@@ -74,6 +74,11 @@ class KVCache:
             self.chunks.popleft()
             self.evicted_chunks += 1
 
+    def clear_window(self) -> None:
+        """Drop the cached chunks, keep the sink (a prompt or keyframe switch re-caches from scratch)."""
+        self.evicted_chunks += len(self.chunks)
+        self.chunks.clear()
+
     def reset(self) -> None:
         """Forget everything (a new stream)."""
         self.sink = None

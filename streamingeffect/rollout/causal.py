@@ -18,6 +18,7 @@ import torch
 from streamingeffect.diffusion import flow
 from streamingeffect.models.dit import EffectCondition, EffectTransformer
 from streamingeffect.models.kv_cache import KVCache
+from streamingeffect.models.token_reuse import TokenReuse
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def denoise_chunk(
     start: torch.Tensor,
     times: torch.Tensor,
     exit_step: int | None = None,
+    reuse: TokenReuse | None = None,
 ) -> torch.Tensor:
     """start [B, Fc, C, h, w] at times[0] -> x0 [B, Fc, C, h, w].
 
@@ -72,7 +74,7 @@ def denoise_chunk(
     for step in range(last + 1):
         t = _frame_times(times[step], batch, frames)
         with torch.set_grad_enabled(grad and step == last):
-            velocity = net(x, t, cond, cache=cache).float()
+            velocity = net(x, t, cond, cache=cache, reuse=reuse, reuse_key=f"step{step}").float()
         if step == last:
             return flow.x0_from_velocity(x, velocity, t)
         t_next = _frame_times(times[step + 1], batch, frames)
@@ -80,9 +82,16 @@ def denoise_chunk(
     raise AssertionError("unreachable")
 
 
-def write_chunk(net: EffectTransformer, cache: KVCache, cond: EffectCondition, clean: torch.Tensor) -> None:
+def write_chunk(
+    net: EffectTransformer,
+    cache: KVCache,
+    cond: EffectCondition,
+    clean: torch.Tensor,
+    reuse: TokenReuse | None = None,
+) -> None:
     """Append the clean chunk's keys/values: a forward at t = 0 (CausVid)."""
-    net(clean, torch.zeros(clean.shape[:2], device=clean.device), cond, cache=cache, update_cache=True)
+    zeros = torch.zeros(clean.shape[:2], device=clean.device)
+    net(clean, zeros, cond, cache=cache, update_cache=True, reuse=reuse, reuse_key="write")
 
 
 def rollout(
@@ -95,12 +104,14 @@ def rollout(
     exit_steps: list[int] | None = None,
     context: torch.Tensor | None = None,
     write_grad: bool = False,
+    reuse: TokenReuse | None = None,
 ) -> torch.Tensor:
     """Generate every frame of ``start`` [B, F, C, h, w] chunk by chunk -> x0 [B, F, C, h, w].
 
     The reference enters the cache first unless it already holds a sink. ``context`` [B, F, C, h, w]:
     clean latents written to the cache instead of the generated ones (teacher forcing); ``write_grad``
-    keeps gradients through those writes (else they run without, as Self-Forcing does).
+    keeps gradients through those writes (else they run without, as Self-Forcing does). ``reuse``:
+    the mask cache (inference), whose ``active`` positions the caller sets per chunk.
     """
     chunk = chunk_frames or net.config.chunk_frames
     frames = start.shape[1]
@@ -112,9 +123,9 @@ def rollout(
     for index, first in enumerate(range(0, frames, chunk)):
         part = chunk_condition(cond, first, first + chunk)
         exit_step = None if exit_steps is None else exit_steps[index]
-        x0 = denoise_chunk(net, cache, part, start[:, first : first + chunk], times, exit_step)
+        x0 = denoise_chunk(net, cache, part, start[:, first : first + chunk], times, exit_step, reuse)
         clean = x0 if context is None else context[:, first : first + chunk]
         with torch.set_grad_enabled(torch.is_grad_enabled() and write_grad):
-            write_chunk(net, cache, part, clean if write_grad else clean.detach())
+            write_chunk(net, cache, part, clean if write_grad else clean.detach(), reuse)
         outputs.append(x0)
     return torch.cat(outputs, dim=1)

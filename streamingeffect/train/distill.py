@@ -72,8 +72,17 @@ class OdePairs:
 
     @staticmethod
     def concat(parts: list[OdePairs]) -> OdePairs:
+        """Rows of several batches; text tokens are padded to the longest (masked out beyond each text)."""
+        length = max(p.batch.text_tokens.shape[1] for p in parts)
+
+        def padded(batch: LatentBatch, name: str) -> torch.Tensor:
+            value = getattr(batch, name)
+            if name in ("text_tokens", "text_mask"):
+                value = torch.nn.functional.pad(value, _text_pad(value, length))
+            return value
+
         batch = LatentBatch(
-            **{f.name: torch.cat([getattr(p.batch, f.name) for p in parts]) for f in fields(LatentBatch)}
+            **{f.name: torch.cat([padded(p.batch, f.name) for p in parts]) for f in fields(LatentBatch)}
         )
         return OdePairs(
             batch,
@@ -82,6 +91,12 @@ class OdePairs:
                 for k in ("keep_reference", "keep_text", "trajectory")
             ),
         )
+
+
+def _text_pad(value: torch.Tensor, length: int) -> tuple[int, ...]:
+    """F.pad amounts that extend dim 1 ([B, L] or [B, L, D]) to ``length``."""
+    extra = length - value.shape[1]
+    return (0, extra) if value.dim() == 2 else (0, 0, 0, extra)
 
 
 def _float(x: torch.Tensor) -> torch.Tensor:
