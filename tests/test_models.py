@@ -227,4 +227,3 @@ def test_warp_error_is_zero_for_identical_frames_and_grows_with_flicker() -> Non
     assert warp_error(moving, moving) < 2.0
     flicker = moving.astype(np.int16) + np.array([0, 40, 0])[:, None, None, None]
     assert warp_error(np.clip(flicker, 0, 255).astype(np.uint8), moving) > 20
-

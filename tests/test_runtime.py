@@ -178,7 +178,7 @@ def test_bad_input_is_a_clear_error_or_a_recovery(student: Path, frames: list[np
             stream.set_effect("neon_outlin_cyan")
         stream.set_effect("neon_outline_cyan")
         gray = frames[0].mean(axis=2).astype(np.uint8)
-        rgba = np.concatenate([frames[1], np.full(frames[1].shape[:2] + (1,), 255, np.uint8)], axis=2)
+        rgba = np.concatenate([frames[1], np.full((*frames[1].shape[:2], 1), 255, np.uint8)], axis=2)
         assert stream.push(gray)[0].shape == frames[0].shape  # grayscale and RGBA are converted
         assert len(stream.push(rgba)) == 1
         with pytest.raises(StreamError, match="stream is 176x144"):
