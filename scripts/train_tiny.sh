@@ -27,5 +27,24 @@ from streamingeffect.train.run import export_weights
 export_weights(Path('runs/ae-tiny'), Path('streamingeffect/weights/autoencoder-tiny'))
 export_weights(Path('runs/teacher-tiny'), Path('streamingeffect/weights/teacher-tiny'), half=True, autoencoder='../autoencoder-tiny')
 "
+
+# Causal student: ODE pairs from the teacher (24 Euler steps, through the 4 student times), ODE init
+# (15 min, then resumed for 10), DMD with Self-Forcing rollouts (22 min).
+$SE train ode-init --teacher streamingeffect/weights/teacher-tiny --data runs/data/train256 --out runs/student-ode \
+  --pairs 384 --teacher-steps 24 --student-steps 4 --chunk-frames 1 --window-chunks 3 \
+  --steps 1000 --batch-size 8 --lr 2e-4 --save-every 50 --time-limit 15
+$SE train ode-init --teacher streamingeffect/weights/teacher-tiny --data runs/data/train256 --out runs/student-ode \
+  --pairs 384 --teacher-steps 24 --student-steps 4 --chunk-frames 1 --window-chunks 3 \
+  --steps 1000 --batch-size 8 --lr 2e-4 --save-every 50 --time-limit 10 --resume
+$SE train student --teacher streamingeffect/weights/teacher-tiny --data runs/student-ode --out runs/student-dmd \
+  --steps 1000 --batch-size 8 --lr 5e-5 --critic-lr 1e-4 --critic-steps 5 --regression-weight 1.0 \
+  --save-every 25 --time-limit 22
+.venv/bin/python -c "
+from pathlib import Path
+from streamingeffect.train.run import export_weights
+export_weights(Path('runs/student-dmd'), Path('streamingeffect/weights/student-tiny'), half=True, autoencoder='../autoencoder-tiny')
+"
 $SE bench models --autoencoder streamingeffect/weights/autoencoder-tiny --teacher streamingeffect/weights/teacher-tiny \
   --heldout-clip runs/sources/heldout/single_face.mp4 --heldout-data runs/data/heldout256 --steps 50 --limit 16
+$SE bench distill --teacher teacher --ode-init runs/student-ode --student student \
+  --heldout-data runs/data/heldout256 --limit 16 --frames 8 --stream-frames 10000

@@ -82,7 +82,7 @@ def test_effect_and_keyframe_switches_take_hold_within_a_chunk(
     student: Path, frames: list[np.ndarray]
 ) -> None:
     def run(switch: str | None, keyframe: bool) -> list[np.ndarray]:
-        with EffectStream.from_pretrained(student, mask_cache=False) as stream:
+        with EffectStream.from_pretrained(student, mask_cache=False, anchor=False) as stream:
             stream.set_effect("neon_outline_cyan")
             outputs = []
             for i, frame in enumerate(frames[:6]):
@@ -98,6 +98,19 @@ def test_effect_and_keyframe_switches_take_hold_within_a_chunk(
     for other in (switched, keyed):
         assert all(np.array_equal(a, b) for a, b in zip(base[:3], other[:3], strict=True))  # before: same
         assert not np.array_equal(base[3], other[3])  # the very next frame already differs
+
+
+def test_first_output_anchors_a_text_only_stream(student: Path, frames: list[np.ndarray]) -> None:
+    with EffectStream.from_pretrained(student) as stream:
+        stream.set_effect("neon_outline_cyan")
+        stream.push(frames[0])
+        assert stream.summary()["anchored"] and stream.summary()["sink_updates"] == 1
+        stream.push(frames[1])  # the anchor became the sink for the next chunk
+        assert stream.summary()["sink_updates"] == 2
+        stream.set_effect("a cloud of golden sparkles")  # a new effect: a new anchor from its first frame
+        assert not stream.summary()["anchored"]
+        stream.push(frames[2])
+        assert stream.summary()["anchored"]
 
 
 def test_pacer_drops_the_older_frame_when_compute_is_slow() -> None:
@@ -289,3 +302,15 @@ def test_mjpeg_preview_serves_the_newest_frame() -> None:
         assert b"Content-Type: image/jpeg" in data and b"\xff\xd8" in data  # a JPEG starts there
     finally:
         preview.close()
+
+
+def test_missing_camera_and_unreachable_url_are_clear_errors() -> None:
+    from streamingeffect.io import SourceError
+    from streamingeffect.runtime.endpoints import open_source
+
+    with pytest.raises(SourceError, match="webcam 7"):
+        open_source("webcam:7")
+    with pytest.raises(SourceError, match="cannot open the stream"):
+        open_source("rtsp://127.0.0.1:9/nothing")
+    with pytest.raises(SourceError, match="no such file"):
+        open_source("/no/such/clip.mp4")

@@ -56,6 +56,7 @@ class StreamOptions:
     steps: int | None = None  # denoising steps per chunk (default: the student's own)
     parse_side: int = 256  # MediaPipe sees frames at most this large (speed)
     mask_smoothing: float = 0.6  # causal EMA of the person probability (steadier masks)
+    anchor: bool = True  # without a keyframe, the first output becomes the reference (StreamingT2V)
     mask_cache: bool = True  # LiveEdit: reuse unchanged tokens outside the edit region
     cache_threshold: float = 0.15  # mean |change| of a token's source latent that counts as a change
     cache_dilation: int = 1  # tokens around the edit region that are always recomputed
@@ -153,7 +154,8 @@ class EffectStream:
         self.stats = StreamStats()
         self._effect: EffectRequest | None = None
         self._keyframe: tuple[np.ndarray, np.ndarray] | None = None
-        self._reference: Reference | None = None
+        self._reference: Reference | None = None  # the encoded keyframe
+        self._anchor: Reference | None = None  # the first output of a text-only effect
         self._text_cache: dict[str, TextCondition] = {}
         self._cache = new_cache(model.net)
         self._reuse = TokenReuse()
@@ -214,6 +216,7 @@ class EffectStream:
         """A new sink at the next chunk; the window's chunks (made under the old effect) are dropped so
         the new one takes hold at once instead of being pulled back by them."""
         self._sink_stale = True
+        self._anchor = None
         self._cache.clear_window()
         self._reuse.clear()
 
@@ -273,6 +276,7 @@ class EffectStream:
         self._previous_source = None
         self._pending.clear()
         self._size, self._crop, self._person_state, self._reference = None, None, None, None
+        self._anchor = None
         self._sink_stale = True
 
     def close(self) -> None:
@@ -291,6 +295,7 @@ class EffectStream:
             **self.stats.summary(),
             "effect": self._effect.label if self._effect else None,
             "keyframe": self._keyframe is not None,
+            "anchored": self._anchor is not None,
             "mask_cache": self.options.mask_cache,
             "tokens_reused": round(self._reuse.reuse_share, 4),
             "steps": len(self.times),
@@ -393,7 +398,7 @@ class EffectStream:
 
     def _reference_for(self, frame: _Frame) -> Reference | None:
         if self._keyframe is None:
-            return None
+            return self._anchor
         if self._reference is None:
             source, edited = self._keyframe
             ae, residual = self.model.autoencoder, self.model.net.config.predict_residual
@@ -438,6 +443,13 @@ class EffectStream:
                 reuse = self._reuse
             self._previous_source = source
             x0 = rollout(net, cond, self._noise, self.times, self._cache, reuse=reuse)
+            if self.options.anchor and self._keyframe is None and self._anchor is None:
+                # Long-term memory (StreamingT2V's anchor frame): the first result of a text-only effect
+                # becomes the reference, so later frames keep its look instead of drifting.
+                self._anchor = Reference(
+                    source[:, 0], x0[:, 0].float(), mask[:, 0], torch.ones(1, dtype=torch.bool)
+                )
+                self._sink_stale = True
         with torch.no_grad(), _Timer(self.stats, "decode"):
             pixels = ae.decode(from_diffusion_space(x0.float(), source, residual)[0]).clamp(-1, 1)
             crops = ((pixels.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)

@@ -27,7 +27,7 @@ from streamingeffect.objectives import distill
 from streamingeffect.objectives.teacher import LatentBatch, condition, sample_modes
 from streamingeffect.rollout import StudentSchedule
 from streamingeffect.train.distributed import DistEnv, unwrap
-from streamingeffect.train.tasks import LatentClips
+from streamingeffect.train.tasks import LatentClips, NoExtraState, mirror
 
 PAIRS_FILE = "ode-pairs.safetensors"
 # The student serves text, keyframe, and both; "neither" is only needed by a teacher for guidance.
@@ -148,7 +148,7 @@ def _single_process(env: DistEnv) -> None:
         )
 
 
-class _StudentTaskBase:
+class _StudentTaskBase(NoExtraState):
     """What ODE init and DMD share: the student, its schedule, the pairs and the model info."""
 
     kind = "student"
@@ -180,23 +180,11 @@ class _StudentTaskBase:
             picked = self.pairs.select(index)
             flip = torch.rand(batch_size, generator=generator) < 0.5  # the teacher trained mirrored too
             yield OdePairs(
-                _mirror(picked.batch, flip),
+                mirror(picked.batch, flip),
                 picked.keep_reference,
                 picked.keep_text,
                 torch.where(flip.view(-1, 1, 1, 1, 1, 1), picked.trajectory.flip(-1), picked.trajectory),
             )
-
-    def extra_state(self) -> dict[str, Any]:
-        return {}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        return None
-
-
-def _mirror(batch: LatentBatch, flip: torch.Tensor) -> LatentBatch:
-    from streamingeffect.train.tasks import mirror
-
-    return mirror(batch, flip)
 
 
 class OdeInitTask(_StudentTaskBase):
