@@ -73,7 +73,7 @@ def test_push_answers_every_frame_once_in_order_at_input_size(
         assert stream.push(frames[2]) == []
         rest = stream.flush()
         assert len(rest) == 1 and stream.flush() == []
-        summary = stream.summary()
+        summary = stream.stats()
         assert summary["frames_in"] == summary["frames_out"] == 3
         assert summary["first_frame_ms"] > 0 and summary["latency_p95_ms"] >= summary["latency_p50_ms"]
 
@@ -91,7 +91,7 @@ def test_effect_and_keyframe_switches_take_hold_within_a_chunk(
                 if i == 3 and keyframe:
                     stream.set_keyframe(frames[3], 255 - frames[3])
                 outputs += stream.push(frame)
-            assert stream.summary()["sink_updates"] == (2 if (switch or keyframe) else 1)
+            assert stream.stats()["sink_updates"] == (2 if (switch or keyframe) else 1)
             return outputs
 
     base, switched, keyed = run(None, False), run("a cloud of golden sparkles", False), run(None, True)
@@ -104,13 +104,13 @@ def test_first_output_anchors_a_text_only_stream(student: Path, frames: list[np.
     with EffectStream.from_pretrained(student) as stream:
         stream.set_effect("neon_outline_cyan")
         stream.push(frames[0])
-        assert stream.summary()["anchored"] and stream.summary()["sink_updates"] == 1
+        assert stream.stats()["anchored"] and stream.stats()["sink_updates"] == 1
         stream.push(frames[1])  # the anchor became the sink for the next chunk
-        assert stream.summary()["sink_updates"] == 2
+        assert stream.stats()["sink_updates"] == 2
         stream.set_effect("a cloud of golden sparkles")  # a new effect: a new anchor from its first frame
-        assert not stream.summary()["anchored"]
+        assert not stream.stats()["anchored"]
         stream.push(frames[2])
-        assert stream.summary()["anchored"]
+        assert stream.stats()["anchored"]
 
 
 def test_pacer_drops_the_older_frame_when_compute_is_slow() -> None:
@@ -147,7 +147,7 @@ def test_mask_cache_on_a_static_scene_matches_the_uncached_stream(
         with EffectStream.from_pretrained(student, mask_cache=cache) as stream:
             stream.set_effect("face_paint_tiger")  # a local edit: outside the face, the source
             outputs = [out for _ in range(5) for out in stream.push(frames[0])]
-            return outputs, stream.summary()["tokens_reused"]
+            return outputs, stream.stats()["tokens_reused"]
 
     (cached, reused), (plain, _) = run(True), run(False)
     assert reused > 0.3  # the static background is reused
@@ -174,8 +174,7 @@ def test_memory_stays_flat_over_a_long_stream(student: Path) -> None:
         for i in range(400):
             stream.push(np.roll(base, i, axis=1))
             if i in (100, 399):
-                samples.append((rss_mb(), stream.summary()["cache_tokens"]))
-        stream.stats.latencies_ms.clear()  # (the stats keep one float per frame; not the model's memory)
+                samples.append((rss_mb(), stream.stats()["cache_tokens"]))
     (early, tokens_early), (late, tokens_late) = samples
     assert tokens_early == tokens_late  # sink + window: bounded
     assert late - early < 25, (early, late)
@@ -200,7 +199,7 @@ def test_bad_input_is_a_clear_error_or_a_recovery(student: Path, frames: list[np
             stream.push(np.zeros((4, 4, 7), np.uint8))
         smaller = np.ascontiguousarray(frames[2][:96, :128])
         out = stream.push(smaller)  # the size changed: the stream restarts at the new size
-        assert out[-1].shape == smaller.shape and stream.summary()["restarts"] == 1
+        assert out[-1].shape == smaller.shape and stream.stats()["restarts"] == 1
     with pytest.raises(StreamError, match="student"):
         from streamingeffect.generate import EffectModel
 

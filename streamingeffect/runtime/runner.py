@@ -105,15 +105,16 @@ def run(config: RunConfig) -> dict[str, Any]:
         stream.close()
         status.done()
     wall = time.perf_counter() - started
+    stats = stream.stats()
     summary = {
         "input": source.name,
         "fps_in": source.fps,
         "paced": paced,
         "interrupted": interrupted,
-        **stream.summary(),
+        **stats,
         # End to end: reading and decoding the input, the stream, encoding and writing the output.
         "wall_s": wall,
-        "end_to_end_fps": stream.stats.frames_out / wall if wall > 0 else 0.0,
+        "end_to_end_fps": stats["frames_out"] / wall if wall > 0 else 0.0,
         "peak_rss_mb": _peak_rss_mb(),
     }
     text = json.dumps(summary, indent=2)
@@ -149,7 +150,7 @@ class _Status:
         if not self.enabled or now - self._last < self.every:
             return
         self._last = now
-        s = self.stream.stats.summary()
+        s = self.stream.stats()
         print(
             f"\rframes {s['frames_out']}  {s['fps']:.1f} fps  latency p50 {s['latency_p50_ms']:.0f} ms  "
             f"dropped {s['dropped']}   ",

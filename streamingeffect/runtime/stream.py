@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,13 +106,13 @@ class StreamStats:
     restarts: int = 0
     sink_updates: int = 0
     first_frame_ms: float | None = None
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))  # the recent ones
     stage_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     started: float | None = None
 
     def summary(self) -> dict[str, Any]:
         elapsed = (time.perf_counter() - self.started) if self.started else 0.0
-        latencies = np.array(self.latencies_ms or [np.nan])
+        latencies = np.array(list(self.latencies_ms) or [np.nan])
         total_stage = sum(self.stage_s.values()) or 1.0
         return {
             "frames_in": self.frames_in,
@@ -131,13 +131,13 @@ class StreamStats:
 
 class _Timer:
     def __init__(self, stats: StreamStats, stage: str):
-        self.stats, self.stage = stats, stage
+        self.record, self.stage = stats, stage
 
     def __enter__(self) -> None:
         self.start = time.perf_counter()
 
     def __exit__(self, *exc: object) -> None:
-        self.stats.stage_s[self.stage] += time.perf_counter() - self.start
+        self.record.stage_s[self.stage] += time.perf_counter() - self.start
 
 
 class EffectStream:
@@ -151,7 +151,7 @@ class EffectStream:
             )
         self.model, self.options = model, options
         self.times = model.student_times(options.steps or model.trained_steps)
-        self.stats = StreamStats()
+        self._stats = StreamStats()
         self._effect: EffectRequest | None = None
         self._keyframe: tuple[np.ndarray, np.ndarray] | None = None
         self._reference: Reference | None = None  # the encoded keyframe
@@ -234,11 +234,11 @@ class EffectStream:
         self.flush()
         self._effect, self._keyframe = effect, keyframe
         self.reset()
-        self.stats = StreamStats()
+        self._stats = StreamStats()
 
     def note_dropped(self, count: int = 1) -> None:
         """Frames the caller's pacer dropped before they reached the stream (for the stats)."""
-        self.stats.dropped += count
+        self._stats.dropped += count
 
     # ------------------------------------------------------------------------------------- frames
 
@@ -247,14 +247,14 @@ class EffectStream:
         if self._effect is None and self._keyframe is None:
             raise StreamError("nothing to apply: call set_effect(id or prompt) or set_keyframe(...) first")
         now = time.perf_counter()
-        if self.stats.started is None:
-            self.stats.started = now
+        if self._stats.started is None:
+            self._stats.started = now
         image = self._as_frame(frame, "frame")
         earlier: list[np.ndarray] = []
         if self._size is not None and image.shape[:2] != self._size:
             earlier = self.flush()  # frames of the old size are still answered
             self._restart(image.shape[:2])
-        self.stats.frames_in += 1
+        self._stats.frames_in += 1
         self._pending.append(self._prepare(image, now))
         if len(self._pending) < self.model.net.config.chunk_frames:
             return earlier
@@ -290,9 +290,10 @@ class EffectStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def summary(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, Any]:
+        """Counts, fps, latency p50/p95, first-frame latency, time per stage, the mask cache's reuse."""
         return {
-            **self.stats.summary(),
+            **self._stats.summary(),
             "effect": self._effect.label if self._effect else None,
             "keyframe": self._keyframe is not None,
             "anchored": self._anchor is not None,
@@ -319,7 +320,7 @@ class EffectStream:
         if self._keyframe is not None:
             log.warning("the keyframe was made at the old size and is dropped")
             self._keyframe = None
-        self.stats.restarts += 1
+        self._stats.restarts += 1
         self.reset()
 
     def _parse(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -368,12 +369,12 @@ class EffectStream:
         return box.x0, box.y0, box.width
 
     def _prepare(self, image: np.ndarray, now: float) -> _Frame:
-        with _Timer(self.stats, "parse"):
+        with _Timer(self._stats, "parse"):
             region, person = self._parse(image)
         if self._size is None:  # the first frame fixes the size and the square around the person
             self._size = image.shape[:2]
             self._crop = self._choose_crop(person)
-        with _Timer(self.stats, "encode"):
+        with _Timer(self._stats, "encode"):
             latent = self.model.autoencoder.encode(
                 crop_to_model(image[None], self._crop, self.model.resolution)
             )[0]
@@ -429,14 +430,14 @@ class EffectStream:
         frames, self._pending = self._pending, []
         net, ae = self.model.net, self.model.autoencoder
         residual = net.config.predict_residual
-        with torch.no_grad(), _Timer(self.stats, "transformer"):
+        with torch.no_grad(), _Timer(self._stats, "transformer"):
             source = torch.stack([f.latent for f in frames])[None]  # [1, Fc, C, h, w]
             mask = torch.cat([self._latent_mask(f.region) for f in frames])[None]  # [1, Fc, 1, h, w]
             cond = EffectCondition(source, mask, self._reference_for(frames[0]), self._text())
             if self._sink_stale:
                 net.prefill(cond, self._cache)
                 self._sink_stale = False
-                self.stats.sink_updates += 1
+                self._stats.sink_updates += 1
             reuse = None
             if self.options.mask_cache:
                 self._reuse.active = self._active_positions(source, mask)
@@ -450,11 +451,11 @@ class EffectStream:
                     source[:, 0], x0[:, 0].float(), mask[:, 0], torch.ones(1, dtype=torch.bool)
                 )
                 self._sink_stale = True
-        with torch.no_grad(), _Timer(self.stats, "decode"):
+        with torch.no_grad(), _Timer(self._stats, "decode"):
             pixels = ae.decode(from_diffusion_space(x0.float(), source, residual)[0]).clamp(-1, 1)
             crops = ((pixels.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
         outputs = []
-        with _Timer(self.stats, "composite"):
+        with _Timer(self._stats, "composite"):
             side = self._crop[2]  # type: ignore[index]
             local = self._effect is not None and self._effect.local
             for frame, crop in zip(frames, crops, strict=True):
@@ -463,8 +464,8 @@ class EffectStream:
         done = time.perf_counter()
         outputs = outputs[:real]
         for frame in frames[: len(outputs)]:
-            self.stats.latencies_ms.append(1000 * (done - frame.pushed_at))
-        if self.stats.first_frame_ms is None and self.stats.started is not None:
-            self.stats.first_frame_ms = 1000 * (done - self.stats.started)
-        self.stats.frames_out += len(outputs)
+            self._stats.latencies_ms.append(1000 * (done - frame.pushed_at))
+        if self._stats.first_frame_ms is None and self._stats.started is not None:
+            self._stats.first_frame_ms = 1000 * (done - self._stats.started)
+        self._stats.frames_out += len(outputs)
         return outputs
