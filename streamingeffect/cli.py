@@ -215,6 +215,8 @@ def _bench_stream(args: argparse.Namespace) -> None:
         report=Path(args.report) if args.report else None,
         strip=Path(args.strip) if args.strip else None,
         command=" ".join(["streamingeffect", *sys.argv[1:]]),
+        keyframe=args.keyframe,
+        repeats=args.repeats,
     )
 
 
@@ -414,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     streaming.add_argument(
         "--strip", default="docs/stream_strip.jpg", help="source/output strip ('' to skip)"
+    )
+    streaming.add_argument("--repeats", type=int, default=2, help="runs per setting, interleaved")
+    streaming.add_argument(
+        "--keyframe",
+        action="store_true",
+        help="the renderer edits the first frame and the stream propagates it (keyframe control); "
+        "the report section and strip get a '-keyframe' suffix",
     )
     streaming.set_defaults(run=_bench_stream)
 

@@ -313,3 +313,30 @@ def test_missing_camera_and_unreachable_url_are_clear_errors() -> None:
         open_source("rtsp://127.0.0.1:9/nothing")
     with pytest.raises(SourceError, match="no such file"):
         open_source("/no/such/clip.mp4")
+
+
+def test_renderer_keyframe_edits_the_person_only_for_a_local_effect(frames: list[np.ndarray]) -> None:
+    from streamingeffect.data.render import render_keyframe
+
+    image = frames[0]
+    edited = render_keyframe(image, "face_paint_tiger")
+    assert edited.shape == image.shape and edited.dtype == np.uint8
+    changed = np.abs(edited.astype(int) - image.astype(int)).max(axis=2) > 10
+    height, width = changed.shape
+    assert changed[: height // 2, width // 4 : 3 * width // 4].mean() > 0.02  # the face is painted
+    assert not changed[:, : width // 8].any()  # the left edge (car interior) is untouched
+
+
+def test_stream_noise_is_fresh_where_recomputed_and_kept_where_static(student: Path) -> None:
+    # One noise for the whole stream collapses the student; fresh noise everywhere would make the
+    # mask cache's reused tokens a different computation from recomputing them.
+    with EffectStream.from_pretrained(student) as stream:
+        active = torch.zeros(1, 4, 4, dtype=torch.bool)
+        active[0, :2] = True
+        stream._noise_shape = (1, 1, 2, 8, 8)
+        first = stream._chunk_noise(active)
+        second = stream._chunk_noise(active)
+        patch = stream.model.net.config.patch
+        rows = 2 * patch
+        assert not torch.equal(first[..., :rows, :], second[..., :rows, :])
+        assert torch.equal(first[..., rows:, :], second[..., rows:, :])

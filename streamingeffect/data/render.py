@@ -117,3 +117,18 @@ def render_video(
                 written += 1
                 bar.update()
     return written
+
+
+def render_keyframe(image: np.ndarray, category: Category | str, seed: int = 0) -> np.ndarray:
+    """The renderer's edit of one RGB frame [H, W, 3] at its own size: a keyframe a person could have
+    painted, for demos and keyframe-propagation benchmarks."""
+    from streamingeffect.parsing.masks import full_frame, window_parts
+    from streamingeffect.parsing.mediapipe_parser import HumanParser
+    from streamingeffect.parsing.types import ClipParse
+
+    with HumanParser(video_mode=False) as parser:
+        person = parser.person_mask(image)
+        face, hands, pose = parser.landmarks(image)
+    parse = ClipParse(person[None], face[None], hands[None], pose[None], 25.0)
+    (part,) = window_parts(parse, [0], full_frame(parse), image.shape[:2], parse.fps)
+    return make_effect(category, seed, image.shape[:2]).render(image, part)

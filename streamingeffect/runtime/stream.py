@@ -167,13 +167,10 @@ class EffectStream:
         self._person_state: np.ndarray | None = None
         self._parser: Any = None
         self._parser_landmarks = False
-        generator = torch.Generator().manual_seed(options.seed)
-        config = model.net.config
         side = model.resolution // model.autoencoder.config.downsample
-        # One fixed noise for the whole stream: static content gets the same answer frame after frame.
-        self._noise = torch.randn(
-            1, config.chunk_frames, config.latent_channels, side, side, generator=generator
-        )
+        self._noise_shape = (1, model.net.config.chunk_frames, model.net.config.latent_channels, side, side)
+        self._generator = torch.Generator().manual_seed(options.seed)  # a stream is reproducible
+        self._noise: torch.Tensor | None = None  # the last chunk's (see _chunk_noise)
 
     @classmethod
     def from_pretrained(cls, name: str | Path = "default", **options: Any) -> EffectStream:
@@ -278,6 +275,8 @@ class EffectStream:
         self._size, self._crop, self._person_state, self._reference = None, None, None, None
         self._anchor = None
         self._sink_stale = True
+        self._generator.manual_seed(self.options.seed)
+        self._noise = None
 
     def close(self) -> None:
         if self._parser is not None:
@@ -425,6 +424,23 @@ class EffectStream:
         moved = torch.nn.functional.avg_pool2d(change, patch) > self.options.cache_threshold
         return (region | moved)[:, 0]
 
+    def _chunk_noise(self, active: torch.Tensor) -> torch.Tensor:
+        """[1, Fc, C, h, w]: fresh noise at the active positions (the edit region and whatever changed),
+        the previous chunk's noise elsewhere. Fresh noise is what the student was trained on: with one
+        noise for the whole stream it reads its own noise pattern back from the cache and collapses into
+        a mosaic within a few frames (measured on the sample clip). Keeping it at static positions
+        outside the edit makes a recomputed static token the same computation as the reused one, so the
+        mask cache changes little; the policy does not depend on whether the cache is on."""
+        fresh = torch.randn(self._noise_shape, generator=self._generator)
+        previous = self._noise
+        if previous is None:
+            self._noise = fresh
+            return fresh
+        patch = self.model.net.config.patch
+        keep = ~active.repeat_interleave(patch, 1).repeat_interleave(patch, 2)  # [Fc, h, w]
+        self._noise = torch.where(keep[None, :, None], previous, fresh)
+        return self._noise
+
     def _run_chunk(self, real: int | None = None) -> list[np.ndarray]:
         """Generate the pending chunk; returns the outputs of its first ``real`` frames (all by default)."""
         frames, self._pending = self._pending, []
@@ -438,12 +454,14 @@ class EffectStream:
                 net.prefill(cond, self._cache)
                 self._sink_stale = False
                 self._stats.sink_updates += 1
+            active = self._active_positions(source, mask)
             reuse = None
             if self.options.mask_cache:
-                self._reuse.active = self._active_positions(source, mask)
+                self._reuse.active = active
                 reuse = self._reuse
             self._previous_source = source
-            x0 = rollout(net, cond, self._noise, self.times, self._cache, reuse=reuse)
+            noise = self._chunk_noise(active)
+            x0 = rollout(net, cond, noise, self.times, self._cache, reuse=reuse)
             if self.options.anchor and self._keyframe is None and self._anchor is None:
                 # Long-term memory (StreamingT2V's anchor frame): the first result of a text-only effect
                 # becomes the reference, so later frames keep its look instead of drifting.
