@@ -92,6 +92,12 @@ def _train(args: argparse.Namespace) -> None:
     from streamingeffect.train.run import train_autoencoder, train_teacher
     from streamingeffect.train.trainer import TrainConfig
 
+    if args.model == "effect-classifier":
+        from streamingeffect.eval.effect_classifier import train_effect_classifier
+
+        out = train_effect_classifier(Path(args.data), Path(args.out), steps=args.steps)
+        print(f"checkpoint: {out}")
+        return
     config = TrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -201,6 +207,17 @@ def _bench_models(args: argparse.Namespace) -> None:
         report=Path(args.report) if args.report else None,
         command=" ".join(["streamingeffect", *sys.argv[1:]]),
     )
+
+
+def _bench_suite(args: argparse.Namespace) -> None:
+    if args.suite is None:
+        raise ValueError("choose a benchmark: `bench --suite quick|full` or `bench models|distill|stream`")
+    from streamingeffect.eval.suite import run_suite
+
+    out = Path(args.out or f"bench-{args.suite}")
+    command = " ".join(["streamingeffect", *sys.argv[1:]])
+    run_suite(args.suite, out, args.teacher or None, args.student, command)
+    print(f"report: {out / 'report.md'}")
 
 
 def _bench_stream(args: argparse.Namespace) -> None:
@@ -332,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     bench.set_defaults(run=_data_bench)
     train = commands.add_parser("train", help="train a model (alone, or under torchrun for DDP/FSDP)")
-    train.add_argument("model", choices=["autoencoder", "teacher", "ode-init", "student"])
+    train.add_argument(
+        "model", choices=["autoencoder", "teacher", "ode-init", "student", "effect-classifier"]
+    )
     train.add_argument("--config", default="tiny", help="named size (tiny, small, base, ...)")
     train.add_argument(
         "--data",
@@ -375,8 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="student: the teacher's clean latents in the KV cache instead of Self-Forcing rollouts",
     )
     train.set_defaults(run=_train)
-    bench = commands.add_parser("bench", help="benchmarks that print measured figures")
-    bench_cmds = bench.add_subparsers(dest="suite", required=True)
+    bench = commands.add_parser(
+        "bench",
+        help="benchmarks that print measured figures",
+        description="`bench --suite quick|full --out DIR`: the whole evaluation (report.md, results.json, "
+        "plots, contact sheet); or one of the focused benchmarks below.",
+    )
+    bench.add_argument("--suite", choices=["quick", "full"], help="the evaluation suite to run")
+    bench.add_argument("--out", default="", help="folder for the suite's report (default: bench-SUITE)")
+    bench.add_argument("--teacher", default="teacher", help="teacher for the suite ('' to skip it)")
+    bench.add_argument("--student", default="student", help="student for the suite")
+    bench.set_defaults(run=_bench_suite)
+    bench_cmds = bench.add_subparsers(dest="bench_command", required=False)
     models = bench_cmds.add_parser(
         "models", help="autoencoder and teacher quality and speed on held-out data"
     )

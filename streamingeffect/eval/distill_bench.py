@@ -78,6 +78,8 @@ class Method:
     name: str
     model: EffectModel
     steps: int
+    window_chunks: int | None = None  # a student's KV window, if not its own (0: per frame, no context)
+    recompute_window: bool = False  # a student without a KV cache: every chunk recomputes its window
 
 
 @dataclass
@@ -111,8 +113,11 @@ def run_method(
     )
     use_ref, use_text = cond_keep
     cache = new_cache(model.net) if model.is_student else None
+    if cache is not None and method.window_chunks is not None:
+        cache.window_chunks = method.window_chunks
     window = model.window_frames
     outputs, first = [], 0.0
+    sources: list[torch.Tensor] = []  # every encoded source chunk so far, for recompute_window
     start = time.perf_counter()
     ref_pair = ae.encode(clip.ref_pixels)
     reference = Reference(
@@ -126,11 +131,18 @@ def run_method(
     for begin in range(0, frames, window):
         stop = min(frames, begin + window)
         z_source = ae.encode(to_signed(clip.source[begin:stop]))[None]
-        cond = EffectCondition(z_source, clip.latent_mask[:, begin:stop], reference, text)
-        if cache is not None:
-            x0 = rollout(model.net, cond, noise[:, begin:stop], model.student_times(method.steps), cache)
+        if method.recompute_window:
+            sources.append(z_source)
+            x0 = _recompute_window(
+                method, torch.cat(sources, 1), clip.latent_mask[:, :stop], noise, reference, text
+            )
         else:
-            x0 = euler_sample(model.net, cond, noise[:, begin:stop], method.steps, model.shift)
+            cond = EffectCondition(z_source, clip.latent_mask[:, begin:stop], reference, text)
+            if cache is not None:
+                times = model.student_times(method.steps)
+                x0 = rollout(model.net, cond, noise[:, begin:stop], times, cache)
+            else:
+                x0 = euler_sample(model.net, cond, noise[:, begin:stop], method.steps, model.shift)
         pixels = ae.decode(from_diffusion_space(x0.float(), z_source, residual)[0]).clamp(-1, 1)
         if not outputs:
             first = time.perf_counter() - start
@@ -139,6 +151,25 @@ def run_method(
     out = torch.cat(outputs)
     as_uint8 = ((out.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
     return as_uint8, out, total, first
+
+
+def _recompute_window(
+    method: Method,
+    sources: torch.Tensor,
+    masks: torch.Tensor,
+    noise: torch.Tensor,
+    reference: Reference,
+    text: TextCondition,
+) -> torch.Tensor:
+    """The last chunk of ``sources`` [1, F, C, h, w] as a student without a KV cache makes it: a fresh
+    cache, and the window's earlier chunks generated again from their noise first."""
+    model = method.model
+    chunk, frames = model.net.config.chunk_frames, sources.shape[1]
+    first = max(0, frames - chunk * (model.net.config.window_chunks + 1))
+    cond = EffectCondition(sources[:, first:], masks[:, first:], reference, text)
+    times = model.student_times(method.steps)
+    x0 = rollout(model.net, cond, noise[:, first:frames], times, new_cache(model.net))
+    return x0[:, -chunk:]
 
 
 def evaluate(methods: list[Method], clips: list[HeldoutClip], mode: str) -> dict[str, Result]:
