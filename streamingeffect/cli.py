@@ -296,6 +296,22 @@ def _run(args: argparse.Namespace) -> None:
     )
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from streamingeffect.studio.server import serve
+    from streamingeffect.studio.session import StudioConfig
+
+    local = args.host in ("127.0.0.1", "localhost", "::1")
+    config = StudioConfig(
+        model=args.model,
+        max_sessions=args.max_sessions,
+        idle_timeout_s=args.idle_timeout,
+        steps=args.steps,
+        ice=args.ice if args.ice != "auto" else ("loopback" if local else "all"),
+        recordings_dir=Path(args.recordings) if args.recordings else None,
+    )
+    serve(config, host=args.host, port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamingeffect", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -475,6 +491,26 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--no-mask-cache", action="store_true", help="recompute every token of every frame")
     live.add_argument("--stats-json", help="write the JSON summary here too")
     live.set_defaults(run=_run)
+
+    studio = commands.add_parser("serve", help="the web studio: live effects on the browser's webcam")
+    studio.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    studio.add_argument("--port", type=int, default=7860)
+    studio.add_argument("--model", default="default", help="default (bundled student) or a student folder")
+    studio.add_argument("--max-sessions", type=int, default=2, help="browser tabs served at once")
+    studio.add_argument(
+        "--idle-timeout", type=float, default=60.0, help="seconds before an idle session closes"
+    )
+    studio.add_argument(
+        "--steps", type=int, default=None, help="denoising steps (default: the student's own)"
+    )
+    studio.add_argument(
+        "--ice",
+        choices=("auto", "loopback", "all"),
+        default="auto",
+        help="WebRTC interfaces: loopback only (auto for a local host) or all",
+    )
+    studio.add_argument("--recordings", help="keep recordings in this folder (default: a temporary one)")
+    studio.set_defaults(run=_serve)
 
     generate = commands.add_parser(
         "generate", help="apply an effect to a clip with a trained model (offline)"

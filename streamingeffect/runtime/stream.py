@@ -112,7 +112,7 @@ class StreamStats:
 
     def summary(self) -> dict[str, Any]:
         elapsed = (time.perf_counter() - self.started) if self.started else 0.0
-        latencies = np.array(list(self.latencies_ms) or [np.nan])
+        latencies = np.array(list(self.latencies_ms))
         total_stage = sum(self.stage_s.values()) or 1.0
         return {
             "frames_in": self.frames_in,
@@ -122,8 +122,8 @@ class StreamStats:
             "sink_updates": self.sink_updates,
             "fps": self.frames_out / elapsed if elapsed > 0 else 0.0,
             "first_frame_ms": self.first_frame_ms,
-            "latency_p50_ms": float(np.nanpercentile(latencies, 50)),
-            "latency_p95_ms": float(np.nanpercentile(latencies, 95)),
+            "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
+            "latency_p95_ms": float(np.percentile(latencies, 95)) if len(latencies) else float("nan"),
             "stage_share": {k: self.stage_s[k] / total_stage for k in STAGES},
             "stage_ms_per_frame": {k: 1000 * self.stage_s[k] / max(1, self.frames_out) for k in STAGES},
         }
@@ -171,6 +171,7 @@ class EffectStream:
         self._noise_shape = (1, model.net.config.chunk_frames, model.net.config.latent_channels, side, side)
         self._generator = torch.Generator().manual_seed(options.seed)  # a stream is reproducible
         self._noise: torch.Tensor | None = None  # the last chunk's (see _chunk_noise)
+        self._last_parsed: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def from_pretrained(cls, name: str | Path = "default", **options: Any) -> EffectStream:
@@ -302,6 +303,11 @@ class EffectStream:
             "cache_tokens": self._cache.tokens(),
         }
 
+    def last_parsed(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the last pushed frame [H, W, 3] uint8, its person mask [H, W] float in 0..1), or None: what
+        an app shows a person who captures a keyframe to edit."""
+        return self._last_parsed
+
     # ------------------------------------------------------------------------------------- internals
 
     def _as_frame(self, frame: Any, name: str) -> np.ndarray:
@@ -370,6 +376,7 @@ class EffectStream:
     def _prepare(self, image: np.ndarray, now: float) -> _Frame:
         with _Timer(self._stats, "parse"):
             region, person = self._parse(image)
+        self._last_parsed = (image, person)
         if self._size is None:  # the first frame fixes the size and the square around the person
             self._size = image.shape[:2]
             self._crop = self._choose_crop(person)

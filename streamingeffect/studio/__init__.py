@@ -1,0 +1,1 @@
+"""The web studio: live effects on the browser's webcam (`streamingeffect serve`)."""
