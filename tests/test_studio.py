@@ -47,7 +47,7 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def studio(model: EffectModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    config = StudioConfig(max_sessions=2, max_upload_bytes=512 * 1024)
+    config = StudioConfig(max_sessions=2, max_upload_bytes=512 * 1024, reconnect_grace_s=1.0)
     config.recordings_dir = tmp_path_factory.mktemp("recordings")
     with running_studio(config, model) as base:
         yield base
@@ -167,7 +167,10 @@ def test_websocket_stream_capture_keyframe_and_recording(studio: str, frames: li
 
         status, video = call(studio, "GET", stopped["url"])
         assert status == 200 and video[4:8] == b"ftyp"
-    time.sleep(0.5)  # the socket's close ends the session
+    deadline = time.monotonic() + 10  # with the socket closed and no new one, the session ends
+    while call(studio, "GET", "/api/info")[1]["sessions"]:
+        assert time.monotonic() < deadline, "the disconnected session was not closed"
+        time.sleep(0.2)
     assert call(studio, "GET", f"/api/sessions/{session}/stats")[0] == 404
 
 

@@ -128,7 +128,7 @@ def read_upload(data: bytes, limit: int) -> np.ndarray:
         raise StudioError(f"the image file is damaged: {error}", 415) from error
 
 
-def warm_up(model: EffectModel, config: StudioConfig) -> None:
+def warm_up(model: EffectModel, config: StudioConfig, done: threading.Event) -> None:
     """Load what a first frame needs (the text encoder, MediaPipe, torch's kernels) while the page
     opens, so the first session does not wait seconds for it."""
     try:
@@ -137,6 +137,8 @@ def warm_up(model: EffectModel, config: StudioConfig) -> None:
             stream.warmup((360, 640))
     except Exception:  # a failed warm-up only costs the first session that time
         log.exception("warm-up failed")
+    finally:
+        done.set()
 
 
 def create_app(config: StudioConfig | None = None, model: EffectModel | None = None) -> FastAPI:
@@ -147,12 +149,13 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
     if model is None:
         model = EffectModel.load(resolve_model("student" if config.model == "default" else config.model))
     manager = SessionManager(model, config)
+    warm = threading.Event()
 
     async def reap_idle() -> None:
         while True:
-            await asyncio.sleep(min(5.0, config.idle_timeout_s / 2))
+            await asyncio.sleep(min(5.0, config.idle_timeout_s / 2, config.reconnect_grace_s / 2))
             for session_id in manager.idle():
-                log.info("session %s idle for %.0f s: closing it", session_id, config.idle_timeout_s)
+                log.info("session %s is idle or disconnected: closing it", session_id)
                 await close_session(session_id)
 
     async def close_session(session_id: str) -> None:
@@ -165,7 +168,8 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reaper = asyncio.create_task(reap_idle())
-        threading.Thread(target=warm_up, args=(model, config), name="studio-warmup", daemon=True).start()
+        warming = threading.Thread(target=warm_up, args=(model, config, warm), name="warm-up", daemon=True)
+        warming.start()
         yield
         reaper.cancel()
         for session_id in list(manager.sessions):
@@ -198,6 +202,7 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
             "idle_timeout_s": config.idle_timeout_s,
             "transports": ["webrtc", "websocket"],
             "default_effect": config.default_effect,
+            "warm": warm.is_set(),  # what a first frame needs is loaded
             "capture_size": [640, 480],
         }
 
@@ -290,9 +295,7 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
         if body.type != "offer":
             raise StudioError(f"expected an SDP offer, got type {body.type!r}")
         try:
-            sdp, kind = await answer_offer(
-                session, body.sdp, body.type, lambda: asyncio.ensure_future(close_session(session_id))
-            )
+            sdp, kind = await answer_offer(session, body.sdp, body.type)
         except ValueError as error:  # aiortc's complaint about a malformed SDP, or no video in it
             raise StudioError(f"bad WebRTC offer: {error}") from error
         return {"sdp": sdp, "type": kind}
@@ -304,7 +307,7 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
             await websocket.close(code=4404, reason="no such session")
             return
         await websocket.accept()
-        session.transport = "websocket"
+        session.attach("websocket")
         outputs = LatestQueue(asyncio.get_running_loop())
         remove_listener = session.add_listener(outputs.put_threadsafe)
 
@@ -321,8 +324,7 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
         finally:
             remove_listener()
             sender.cancel()
-            if session.transport == "websocket":
-                await close_session(session_id)
+            session.detach("websocket")
 
     async def receive_frames(websocket: WebSocket, session: Any) -> None:
         while True:

@@ -48,6 +48,7 @@ class StudioConfig:
     model: str = "default"
     max_sessions: int = 2  # a 2-core machine runs ~6 fps for one person; more would starve all
     idle_timeout_s: float = 60.0  # no frame and no request for this long: the session is closed
+    reconnect_grace_s: float = 10.0  # a session whose transport closed waits this long for another
     default_effect: str = "neon_outline_cyan"
     steps: int | None = None
     ice: str = "loopback"  # "loopback": WebRTC over 127.0.0.1 only (the studio is local); "all"
@@ -128,7 +129,8 @@ class StudioSession:
     def __init__(self, session_id: str, model: EffectModel, config: StudioConfig, folder: Path):
         self.id, self.config, self.folder = session_id, config, folder
         self.stream = EffectStream(model, StreamOptions(steps=config.steps))
-        self.transport: str | None = None
+        self.transport: str | None = None  # "webrtc" or "websocket" while one is connected
+        self.detached_at: float | None = None  # when the last transport closed
         self.error: str | None = None  # the last processing error, shown on the page
         self.last_seen = time.monotonic()
         self.closed = False
@@ -149,6 +151,16 @@ class StudioSession:
 
     def touch(self) -> None:
         self.last_seen = time.monotonic()
+
+    def attach(self, transport: str) -> None:
+        self.transport, self.detached_at = transport, None
+        self.touch()
+
+    def detach(self, transport: str) -> None:
+        """The ``transport`` connection closed; the page may reconnect (the WebSocket fallback after a
+        failed WebRTC attempt, a dropped socket) within the grace time, else the session closes."""
+        if self.transport == transport:
+            self.transport, self.detached_at = None, time.monotonic()
 
     def submit(self, frame: Any) -> None:
         """A camera frame (av.VideoFrame, array or PIL image): converted by the worker, only if kept."""
@@ -310,9 +322,15 @@ class SessionManager:
             log.info("session %s closed (%d running)", session_id, len(self.sessions))
 
     def idle(self) -> list[str]:
-        """Sessions that saw neither a frame nor a request within the idle timeout."""
-        now = time.monotonic()
-        return [s.id for s in list(self.sessions.values()) if now - s.last_seen > self.config.idle_timeout_s]
+        """Sessions that saw neither a frame nor a request within the idle timeout, or whose
+        connection closed longer than the grace time ago."""
+        now, config = time.monotonic(), self.config
+        return [
+            s.id
+            for s in list(self.sessions.values())
+            if now - s.last_seen > config.idle_timeout_s
+            or (s.detached_at is not None and now - s.detached_at > config.reconnect_grace_s)
+        ]
 
     def shutdown(self) -> None:
         for session_id in list(self.sessions):

@@ -13,7 +13,6 @@ import contextlib
 import fractions
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -80,17 +79,17 @@ def processed_track_class() -> type:
     return ProcessedTrack
 
 
-async def answer_offer(
-    session: StudioSession, sdp: str, kind: str, on_closed: Callable[[], None]
-) -> tuple[str, str]:
+async def answer_offer(session: StudioSession, sdp: str, kind: str) -> tuple[str, str]:
     """Take the page's offer, wire its camera track into the session and the outputs back; -> answer."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.mediastreams import MediaStreamError
 
-    if session.peer is not None:
-        await session.peer.close()
+    previous, session.peer = session.peer, None
+    if previous is not None:
+        await previous.close()
     peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    session.peer, session.transport = peer, "webrtc"
+    session.peer = peer
+    session.attach("webrtc")
     outputs = LatestQueue(asyncio.get_running_loop())
     remove_listener = session.add_listener(outputs.put_threadsafe)
     tasks: list[asyncio.Task[None]] = []
@@ -114,7 +113,7 @@ async def answer_offer(
             for task in tasks:
                 task.cancel()
             if session.peer is peer:
-                on_closed()
+                session.detach("webrtc")
 
     await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
     if not tasks:

@@ -1042,12 +1042,15 @@
       el.inputPlaceholder.hidden = true;
     });
 
-    // Free the server slot right away instead of waiting for the idle timeout.
-    window.addEventListener("pagehide", () => {
+    // Free the server slot right away instead of waiting for the idle timeout. Both events:
+    // some ways of closing a tab fire only one of them; closing twice is harmless.
+    const closeSession = () => {
       if (studio.sessionId && !ended && navigator.sendBeacon) {
         navigator.sendBeacon(`/api/sessions/${encodeURIComponent(studio.sessionId)}/close`);
       }
-    });
+    };
+    window.addEventListener("pagehide", closeSession);
+    window.addEventListener("beforeunload", closeSession);
     // Restored from the back/forward cache: the session was closed on pagehide.
     window.addEventListener("pageshow", (ev) => { if (ev.persisted) location.reload(); });
   }
