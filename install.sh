@@ -26,7 +26,7 @@ if [[ "${1:-}" == "--dev" && ( ! -x /usr/bin/chromium || ! -e $emoji_font ) ]]; 
     if [[ $(id -u) == 0 ]] && command -v apt-get > /dev/null; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji > /dev/null
     else
-        echo "note: /usr/bin/chromium is missing (apt-get install chromium): the studio's browser test will be skipped"
+        echo "note: without root, install chromium and fonts-noto-color-emoji yourself (apt-get); without chromium the studio's browser test is skipped"
     fi
 fi
 echo "installed into $VENV: $("$VENV/bin/streamingeffect" effects list --json | "$VENV/bin/python" -c 'import json,sys; print(len(json.load(sys.stdin)), "effect categories")')"

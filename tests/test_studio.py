@@ -111,6 +111,10 @@ def test_session_limit_unknown_session_and_bad_requests(studio: str) -> None:
     assert status == 409 and "capture" in body["error"]
     status, body = call(studio, "POST", f"/api/sessions/{first}/recording", {"action": "pause"})
     assert status == 400
+    garbage = {"sdp": "v=0 garbage", "type": "offer"}
+    status, body = call(studio, "POST", f"/api/sessions/{first}/offer", garbage)
+    assert status == 400 and "WebRTC" in body["error"]
+    assert call(studio, "GET", f"/api/sessions/{first}/stats")[1]["transport"] is None  # left as it was
 
     for session in (first, second):
         assert call(studio, "DELETE", f"/api/sessions/{session}")[0] == 204
@@ -217,3 +221,10 @@ def test_recording_is_a_playable_video(studio: str, frames: list[np.ndarray], tm
     info = probe(path)
     assert (info.width, info.height) == (320, 180) and info.num_frames == stopped["frames"]
     assert abs(info.duration - stopped["seconds"]) < 0.2  # plays in real time
+
+
+def test_serve_refuses_a_missing_model_clearly(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from streamingeffect.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "nothing-here"), "--port", "0"]) == 2
+    assert "not a checkpoint folder" in capsys.readouterr().err

@@ -88,8 +88,6 @@ async def answer_offer(session: StudioSession, sdp: str, kind: str) -> tuple[str
     if previous is not None:
         await previous.close()
     peer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    session.peer = peer
-    session.attach("webrtc")
     outputs = LatestQueue(asyncio.get_running_loop())
     remove_listener = session.add_listener(outputs.put_threadsafe)
     tasks: list[asyncio.Task[None]] = []
@@ -115,11 +113,17 @@ async def answer_offer(session: StudioSession, sdp: str, kind: str) -> tuple[str
             if session.peer is peer:
                 session.detach("webrtc")
 
-    await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
-    if not tasks:
-        await peer.close()
-        raise ValueError("the offer has no video track: the page must send its camera")
-    await peer.setLocalDescription(await peer.createAnswer())
+    try:
+        await peer.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=kind))
+        if not tasks:
+            raise ValueError("the offer has no video track: the page must send its camera")
+        await peer.setLocalDescription(await peer.createAnswer())
+    except Exception as error:  # aiortc raises several kinds for a malformed SDP
+        remove_listener()
+        await peer.close()  # not the session's peer: closing it leaves the session as it was
+        raise ValueError(str(error) or type(error).__name__) from error
+    session.peer = peer
+    session.attach("webrtc")
     return peer.localDescription.sdp, peer.localDescription.type
 
 
