@@ -156,7 +156,10 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
             await asyncio.sleep(min(5.0, config.idle_timeout_s / 2, config.reconnect_grace_s / 2))
             for session_id in manager.idle():
                 log.info("session %s is idle or disconnected: closing it", session_id)
-                await close_session(session_id)
+                try:
+                    await close_session(session_id)
+                except Exception:  # the reaper must outlive any one session's trouble
+                    log.exception("closing session %s failed", session_id)
 
     async def close_session(session_id: str) -> None:
         session = manager.sessions.get(session_id)
