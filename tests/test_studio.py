@@ -28,6 +28,7 @@ from websockets.sync.client import connect
 
 from streamingeffect.generate import EffectModel, resolve_model
 from streamingeffect.io import bundled_clips, probe, read_frames
+from streamingeffect.io.images import decode_image, encode_image
 from streamingeffect.studio.server import create_app, find_effects
 from streamingeffect.studio.session import StudioConfig
 
@@ -54,7 +55,7 @@ def studio(model: EffectModel, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def _jpeg(image: np.ndarray) -> bytes:
-    return cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
+    return encode_image(image, ".jpg", quality=95)
 
 
 def _session(base: str, effect: str = "neon_outline_cyan") -> str:
@@ -70,9 +71,7 @@ def _stream(socket, frames: list[np.ndarray], count: int) -> list[np.ndarray]:
         socket.send(_jpeg(frames[i % len(frames)]))
         message = socket.recv(timeout=60)
         assert isinstance(message, bytes), message
-        outputs.append(
-            cv2.cvtColor(cv2.imdecode(np.frombuffer(message, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-        )
+        outputs.append(decode_image(message))
     return outputs
 
 

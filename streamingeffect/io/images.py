@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -53,6 +54,23 @@ def save_image(path: str | Path, array: Any) -> None:
         Image.fromarray(rgb).save(path, **options)
     except (OSError, ValueError, KeyError) as error:
         raise ImageError(f"{path}: cannot write image: {error}") from error
+
+
+def encode_image(image: np.ndarray, extension: str = ".jpg", quality: int = 85) -> bytes:
+    """An RGB [H, W, 3] or grayscale [H, W] uint8 image as the bytes of a ``.jpg`` or ``.png`` file
+    (for the network: the MJPEG preview, the studio). Raises ValueError if OpenCV cannot encode it."""
+    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    options = [cv2.IMWRITE_JPEG_QUALITY, quality] if extension == ".jpg" else []
+    ok, data = cv2.imencode(extension, pixels, options)
+    if not ok:
+        raise ValueError(f"encoding a {image.shape} image as {extension} failed")
+    return data.tobytes()
+
+
+def decode_image(data: bytes) -> np.ndarray | None:
+    """[H, W, 3] uint8 RGB from the bytes of an image file, or None when they are not an image."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def to_rgb(image: Any) -> np.ndarray:

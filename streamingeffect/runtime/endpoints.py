@@ -17,13 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import av
 import cv2
 import numpy as np
 
 from streamingeffect.io import SourceError, VideoWriter, bundled_clips, probe, read_frames
+from streamingeffect.io.images import encode_image
 from streamingeffect.io.video import Frame
 
 log = logging.getLogger(__name__)
@@ -138,10 +139,10 @@ class Mp4Sink:
     output, so the video keeps the input's timing and stays in sync with the sound.
     """
 
-    def __init__(self, path: Path, fps: float, audio_from: Path | None = None):
+    def __init__(self, path: Path, fps: float, audio_from: Path | None = None, **writer_options: Any):
         self.path, self.audio_from = path, audio_from
         self._video_path = path.with_name(path.stem + ".video" + path.suffix) if audio_from else path
-        self._writer = VideoWriter(self._video_path, fps=fps)
+        self._writer = VideoWriter(self._video_path, fps=fps, **writer_options)  # crf, preset
         self._last: np.ndarray | None = None
         self.frames = 0
 
@@ -242,13 +243,13 @@ class MjpegPreview:
             return self._jpeg
 
     def write(self, image: np.ndarray, index: int | None = None) -> None:
-        ok, encoded = cv2.imencode(
-            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]
-        )
-        if ok:
-            with self._changed:
-                self._jpeg = encoded.tobytes()
-                self._changed.notify_all()
+        try:
+            encoded = encode_image(image, ".jpg", quality=85)
+        except ValueError:  # a frame that cannot be shown is skipped; the preview goes on
+            return
+        with self._changed:
+            self._jpeg = encoded
+            self._changed.notify_all()
 
     def close(self) -> None:
         self._closed = True

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
-import cv2
 import numpy as np
 from fastapi import FastAPI, File, Request, UploadFile, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
@@ -31,13 +30,12 @@ from pydantic import BaseModel
 from streamingeffect.effects import UnknownEffectError, catalog, search_categories
 from streamingeffect.effects.base import Category
 from streamingeffect.generate import EffectModel, resolve_model
+from streamingeffect.io.images import decode_image, encode_image
 from streamingeffect.runtime.stream import EffectStream, StreamError, StreamOptions
 from streamingeffect.studio.session import SessionManager, StudioConfig, StudioError
 from streamingeffect.studio.transport import (
     LatestQueue,
     answer_offer,
-    decode_jpeg,
-    encode_jpeg,
     use_loopback_ice,
 )
 
@@ -101,10 +99,7 @@ def find_effects(query: str, limit: int) -> list[Category]:
 
 
 def png_data_url(image: np.ndarray) -> str:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image)
-    if not ok:
-        raise StudioError("PNG encoding failed", 500)
-    return "data:image/png;base64," + base64.b64encode(data.tobytes()).decode()
+    return "data:image/png;base64," + base64.b64encode(encode_image(image, ".png")).decode()
 
 
 def read_upload(data: bytes, limit: int) -> np.ndarray:
@@ -317,7 +312,7 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
         async def send_outputs() -> None:
             while True:
                 image = await outputs.get()
-                await websocket.send_bytes(await asyncio.to_thread(encode_jpeg, image))
+                await websocket.send_bytes(await asyncio.to_thread(encode_image, image))
 
         sender = asyncio.create_task(send_outputs())
         try:
@@ -341,7 +336,7 @@ def create_app(config: StudioConfig | None = None, model: EffectModel | None = N
             if len(data) > MAX_WS_FRAME_BYTES:
                 await send_error(websocket, f"a frame of {len(data)} bytes is too large")
                 continue
-            image = await asyncio.to_thread(decode_jpeg, data)
+            image = await asyncio.to_thread(decode_image, data)
             if image is None:
                 await send_error(websocket, "a frame that is not a JPEG image was skipped")
                 continue

@@ -27,7 +27,7 @@ import numpy as np
 
 from streamingeffect.generate import EffectModel
 from streamingeffect.io.images import to_rgb
-from streamingeffect.io.video import VideoWriter
+from streamingeffect.runtime.endpoints import Mp4Sink
 from streamingeffect.runtime.stream import EffectStream, StreamOptions
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ class StudioConfig:
 
 
 class Recorder:
-    """Writes the processed frames to an mp4 at a fixed rate, holding each frame until the next one
-    arrives, so the file plays in real time whatever rate the model reached."""
+    """The processed frames as an mp4 at a fixed rate: each frame goes into the slot of the moment it
+    was made and the previous one is held until then (as `run`'s Mp4Sink does for dropped frames),
+    so the file plays in real time whatever rate the model reached."""
 
     def __init__(self, path: Path, fps: float):
         self.path, self.fps = path, fps
         self.started = time.perf_counter()
-        self.written = 0
-        self._writer = VideoWriter(path, fps, crf=23, preset="veryfast")
+        self._sink = Mp4Sink(path, fps, crf=23, preset="veryfast")  # fast: it runs on the worker
         self._size: tuple[int, int] | None = None
 
     def add(self, frame: np.ndarray) -> None:
@@ -73,17 +73,18 @@ class Recorder:
             self._size = frame.shape[:2]
         elif frame.shape[:2] != self._size:  # the stream restarted at another size: keep the file's
             frame = cv2.resize(frame, self._size[::-1], interpolation=cv2.INTER_AREA)
-        due = max(1, round((time.perf_counter() - self.started) * self.fps) - self.written)
-        for _ in range(due):
-            self._writer.write(frame)
-        self.written += due
+        self._sink.write(frame, index=round((time.perf_counter() - self.started) * self.fps))
+
+    @property
+    def written(self) -> int:
+        return self._sink.frames
 
     @property
     def seconds(self) -> float:
         return self.written / self.fps
 
     def close(self) -> None:
-        self._writer.close()
+        self._sink.close()
 
 
 def normalize_frame(frame: Any, size: tuple[int, int] | None) -> np.ndarray:

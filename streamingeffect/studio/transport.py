@@ -15,7 +15,6 @@ import logging
 import time
 from typing import Any
 
-import cv2
 import numpy as np
 
 from streamingeffect.studio.session import StudioSession
@@ -125,18 +124,3 @@ async def answer_offer(session: StudioSession, sdp: str, kind: str) -> tuple[str
     session.peer = peer
     session.attach("webrtc")
     return peer.localDescription.sdp, peer.localDescription.type
-
-
-def decode_jpeg(data: bytes) -> np.ndarray | None:
-    """RGB uint8, or None when the bytes are not an image."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
-    ok, data = cv2.imencode(
-        ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-    )
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return data.tobytes()
