@@ -23,7 +23,7 @@ from playwright.sync_api import sync_playwright
 from studio_helpers import call, running_studio
 from test_studio_browser import CHROMIUM, chromium_args, write_camera_clip
 
-from streamingeffect.generate import EffectModel, resolve_model
+from streamingeffect.pipeline import ModelBundle
 from streamingeffect.studio.session import StudioConfig
 
 
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=40, help="processed frames to wait for")
     args = parser.parse_args()
 
-    model = EffectModel.load(resolve_model("student"))
+    model = ModelBundle.load("student")
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         camera = write_camera_clip(Path(folder) / "camera.y4m")
         browser = playwright.chromium.launch(

@@ -130,7 +130,7 @@ def _train(args: argparse.Namespace) -> None:
 
 def _train_student(args: argparse.Namespace, config: object) -> Path:
     from streamingeffect.diffusion.sampler import Guidance
-    from streamingeffect.generate import resolve_model
+    from streamingeffect.pipeline import resolve_model
     from streamingeffect.train.distill import train_ode_init, train_student
 
     if not args.teacher:
@@ -166,30 +166,30 @@ def _train_student(args: argparse.Namespace, config: object) -> Path:
 
 def _generate(args: argparse.Namespace) -> None:
     from streamingeffect.diffusion.sampler import Guidance
-    from streamingeffect.generate import EffectModel, Request, generate_video, resolve_model
     from streamingeffect.io import load_image
+    from streamingeffect.pipeline import EffectRequest, ModelBundle, Sampling
+    from streamingeffect.runtime.offline import generate_video
 
-    request = Request(
-        effect=args.effect,
-        prompt=args.prompt,
-        reference=load_image(args.reference) if args.reference else None,
-        reference_source=load_image(args.reference_source) if args.reference_source else None,
-    )
-    request.text()  # validate before loading anything heavy
-    model = EffectModel.load(resolve_model(args.model))
-    steps = args.steps or model.trained_steps
-    if model.is_student:
-        model.student_times(steps)  # a clear error for more steps than the student was distilled for
+    effect = args.prompt if args.prompt is not None else args.effect
+    if effect is None and args.reference is None:
+        raise ValueError("give --effect ID, --prompt TEXT or --reference EDITED_FRAME")
+    if effect is not None:
+        EffectRequest.parse(effect)  # validate before loading anything heavy
+    bundle = ModelBundle.load(args.model)
+    sampling = Sampling(args.steps, args.start) if args.steps else bundle.default_sampling()
+    if bundle.is_student:
+        bundle.times(sampling)  # a clear error for more steps than the student was distilled for
     written = generate_video(
         Path(args.input),
         Path(args.output),
-        request,
-        model,
-        steps=steps,
+        bundle,
+        effect,
+        reference=load_image(args.reference) if args.reference else None,
+        reference_source=load_image(args.reference_source) if args.reference_source else None,
+        sampling=sampling,
         guidance=Guidance(text=args.guidance_text, reference=args.guidance_reference),
         seed=args.seed,
         max_frames=args.max_frames,
-        cache_dir=DEFAULT_CACHE / "parse",
     )
     print(f"wrote {written} frames to {args.output}")
 
@@ -239,7 +239,7 @@ def _bench_stream(args: argparse.Namespace) -> None:
 
 def _bench_distill(args: argparse.Namespace) -> None:
     from streamingeffect.eval.distill_bench import run_distill_benchmark
-    from streamingeffect.generate import resolve_model
+    from streamingeffect.pipeline import resolve_model
 
     def steps(text: str) -> list[int]:
         return [int(s) for s in text.split(",") if s]
@@ -527,6 +527,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument(
         "--steps", type=int, default=None, help="sampling steps (default: 50 for a teacher, a student's own)"
     )
+    generate.add_argument(
+        "--start",
+        type=float,
+        default=1.0,
+        help="1: from pure noise; below 1: from the source noised to this time",
+    )
     generate.add_argument("--guidance-text", type=float, default=1.0)
     generate.add_argument("--guidance-reference", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
@@ -540,7 +546,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input, shown as one line instead of a trace."""
     from streamingeffect.io import SourceError, VideoError
     from streamingeffect.io.images import ImageError
-    from streamingeffect.train.checkpoint import CheckpointError
+    from streamingeffect.models.checkpoint import CheckpointError
 
     return (
         CheckpointError,

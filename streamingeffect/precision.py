@@ -37,3 +37,13 @@ def autocast(
     use = bf16_is_fast(device) if enabled is None else enabled
     kind = torch.device(device).type
     return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=use)
+
+
+def cpu_flags_summary() -> str:
+    """The CPU flags that decide precision, as a benchmark states them (e.g. "avx2, avx512_bf16")."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "CPU flags unknown"
+    named = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return "CPU flags: " + (", ".join(named) if named else "none of avx2/avx512/amx")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from streamingeffect.generate import EffectModel
+from streamingeffect.pipeline import ModelBundle
 from streamingeffect.studio.server import create_app
 from streamingeffect.studio.session import StudioConfig
 
@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_studio(config: StudioConfig, model: EffectModel) -> Iterator[str]:
+def running_studio(config: StudioConfig, model: ModelBundle) -> Iterator[str]:
     """Serve the studio on 127.0.0.1; yields its base URL and shuts it down afterwards."""
     with serving(create_app(config, model=model)) as base:
         yield base

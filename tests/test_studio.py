@@ -26,7 +26,7 @@ from studio_helpers import (
 )
 from websockets.sync.client import connect
 
-from streamingeffect.generate import EffectModel, resolve_model
+from streamingeffect.pipeline import ModelBundle
 from streamingeffect.io import bundled_clips, probe, read_frames
 from streamingeffect.io.images import decode_image, encode_image
 from streamingeffect.studio.server import create_app, find_effects
@@ -36,8 +36,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model() -> EffectModel:
-    return EffectModel.load(resolve_model("student"))
+def model() -> ModelBundle:
+    return ModelBundle.load("student")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def frames() -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def studio(model: EffectModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def studio(model: ModelBundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = StudioConfig(max_sessions=2, max_upload_bytes=512 * 1024, reconnect_grace_s=1.0)
     config.recordings_dir = tmp_path_factory.mktemp("recordings")
     with running_studio(config, model) as base:
@@ -178,7 +178,7 @@ def test_websocket_stream_capture_keyframe_and_recording(studio: str, frames: li
 
 
 def test_a_failing_session_does_not_disturb_another(
-    model: EffectModel, frames: list[np.ndarray], tmp_path: Path
+    model: ModelBundle, frames: list[np.ndarray], tmp_path: Path
 ) -> None:
     app = create_app(StudioConfig(recordings_dir=tmp_path), model=model)
     with serving(app) as base:
@@ -197,7 +197,7 @@ def test_a_failing_session_does_not_disturb_another(
             assert len(_stream(first, frames, 2)) == 2  # and the broken one recovers on good frames
 
 
-def test_idle_sessions_are_closed(model: EffectModel, tmp_path: Path) -> None:
+def test_idle_sessions_are_closed(model: ModelBundle, tmp_path: Path) -> None:
     with running_studio(StudioConfig(idle_timeout_s=1.0, recordings_dir=tmp_path), model) as base:
         session = _session(base)
         deadline = time.monotonic() + 15

@@ -19,7 +19,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test n
 
 from studio_helpers import call, decode_data_url, running_studio  # noqa: E402
 
-from streamingeffect.generate import EffectModel, resolve_model  # noqa: E402
+from streamingeffect.pipeline import ModelBundle  # noqa: E402
 from streamingeffect.io import VideoWriter, bundled_clips, read_frames  # noqa: E402
 from streamingeffect.studio.session import StudioConfig  # noqa: E402
 
@@ -69,8 +69,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def model() -> EffectModel:
-    return EffectModel.load(resolve_model("student"))
+def model() -> ModelBundle:
+    return ModelBundle.load("student")
 
 
 def person_mask(image: np.ndarray) -> np.ndarray:
@@ -121,7 +121,7 @@ def person_colors(page: Any, person: np.ndarray, grabs: int = 3) -> np.ndarray:
     return np.array(colors)
 
 
-def test_studio_end_to_end_over_webrtc(browser: Any, model: EffectModel, tmp_path: Path) -> None:
+def test_studio_end_to_end_over_webrtc(browser: Any, model: ModelBundle, tmp_path: Path) -> None:
     with running_studio(StudioConfig(recordings_dir=tmp_path), model) as base:
         page = browser.new_page(viewport={"width": 1280, "height": 800})
         logs: list[str] = []
@@ -185,7 +185,7 @@ def test_studio_end_to_end_over_webrtc(browser: Any, model: EffectModel, tmp_pat
             time.sleep(0.3)
 
 
-def test_websocket_fallback_in_the_browser(browser: Any, model: EffectModel, tmp_path: Path) -> None:
+def test_websocket_fallback_in_the_browser(browser: Any, model: ModelBundle, tmp_path: Path) -> None:
     with running_studio(StudioConfig(recordings_dir=tmp_path), model) as base:
         page = browser.new_page()
         page.goto(f"{base}/?transport=ws&effect={FIRST}")

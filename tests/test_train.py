@@ -17,10 +17,9 @@ import torch
 from fixtures_data import tiny_dataset
 
 from streamingeffect.cli import main
-from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
-from streamingeffect.train import checkpoint as ckpt
+from streamingeffect.models import checkpoint as ckpt
+from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder, load_autoencoder
 from streamingeffect.train.distributed import DistEnv
-from streamingeffect.train.run import load_autoencoder
 from streamingeffect.train.tasks import AutoencoderTask
 from streamingeffect.train.trainer import TrainConfig, Trainer, learning_rate
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from streamingeffect.diffusion import flow
 from streamingeffect.models.dit import EffectCondition
 
 Net = Callable[..., torch.Tensor]
@@ -71,17 +70,18 @@ def guided_velocity(
 def euler_sample(
     net: Net,
     cond: EffectCondition,
-    noise: torch.Tensor,
-    steps: int,
-    shift: float,
+    start: torch.Tensor,
+    times: torch.Tensor,
     guidance: Guidance = NO_GUIDANCE,
     attn_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """noise [B, F, C, h, w] at t = 1 -> x0 in diffusion space, in ``steps`` Euler steps."""
-    times = flow.sampling_times(steps, shift, noise.device)
-    x = noise
-    for i in range(steps):
-        t = times[i].expand(noise.shape[:2])
+    """start [B, F, C, h, w] at times[0] -> x0 in diffusion space, one Euler step per pair of times.
+
+    ``times`` [S + 1] descends to 0, e.g. ``flow.sampling_times(steps, shift)`` from pure noise.
+    """
+    x = start
+    for i in range(len(times) - 1):
+        t = times[i].expand(start.shape[:2])
         v = guided_velocity(net, x, t, cond, guidance, attn_mask)
         x = x + (times[i + 1] - times[i]) * v
     return x

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -19,12 +19,10 @@ import torch
 
 from streamingeffect.data.dataset import shard_paths, to_signed
 from streamingeffect.data.shards import Sample, read_shard
-from streamingeffect.diffusion.sampler import euler_sample
 from streamingeffect.eval.metrics import masked_lpips, psnr, warp_error
-from streamingeffect.generate import EffectModel
 from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
 from streamingeffect.models.lpips import LPIPS
-from streamingeffect.objectives.teacher import from_diffusion_space, to_diffusion_space
+from streamingeffect.pipeline import ModelBundle, Sampling
 from streamingeffect.rollout import new_cache, rollout
 
 MODES = {"text + reference": (True, True), "text only": (False, True)}
@@ -76,7 +74,7 @@ class Method:
     """One row of the table: a model and how it samples."""
 
     name: str
-    model: EffectModel
+    model: ModelBundle
     steps: int
     window_chunks: int | None = None  # a student's KV window, if not its own (0: per frame, no context)
     recompute_window: bool = False  # a student without a KV cache: every chunk recomputes its window
@@ -101,36 +99,33 @@ def run_method(
     Frames are encoded, generated and decoded window by window (teacher) or chunk by chunk (student),
     as a stream would; the clock starts before the first encode.
     """
-    model, ae = method.model, method.model.autoencoder
-    residual = model.net.config.predict_residual
+    bundle = method.model
     frames = clip.source.shape[0]
     noise = torch.randn(
         1,
         frames,
-        model.net.config.latent_channels,
+        bundle.net.config.latent_channels,
         *clip.latent_mask.shape[-2:],
         generator=torch.Generator().manual_seed(seed),
     )
     use_ref, use_text = cond_keep
-    cache = new_cache(model.net) if model.is_student else None
+    cache = new_cache(bundle.net) if bundle.is_student else None
     if cache is not None and method.window_chunks is not None:
         cache.window_chunks = method.window_chunks
-    window = model.window_frames
+    window = bundle.window_frames
     outputs, first = [], 0.0
     sources: list[torch.Tensor] = []  # every encoded source chunk so far, for recompute_window
     start = time.perf_counter()
-    ref_pair = ae.encode(clip.ref_pixels)
-    reference = Reference(
-        ref_pair[:1],
-        to_diffusion_space(ref_pair[1:], ref_pair[:1], residual),
-        clip.ref_mask,
-        torch.tensor([use_ref]),
+    reference = replace(
+        bundle.reference(clip.ref_pixels[0], clip.ref_pixels[1], clip.ref_mask[0]),
+        keep=torch.tensor([use_ref]),
     )
     tokens, mask, pooled = features  # type: ignore[misc]
     text = TextCondition(tokens, mask, pooled, torch.tensor([use_text]))
+    sampling = Sampling(method.steps)
     for begin in range(0, frames, window):
         stop = min(frames, begin + window)
-        z_source = ae.encode(to_signed(clip.source[begin:stop]))[None]
+        z_source = bundle.encode(to_signed(clip.source[begin:stop]))
         if method.recompute_window:
             sources.append(z_source)
             x0 = _recompute_window(
@@ -138,12 +133,8 @@ def run_method(
             )
         else:
             cond = EffectCondition(z_source, clip.latent_mask[:, begin:stop], reference, text)
-            if cache is not None:
-                times = model.student_times(method.steps)
-                x0 = rollout(model.net, cond, noise[:, begin:stop], times, cache)
-            else:
-                x0 = euler_sample(model.net, cond, noise[:, begin:stop], method.steps, model.shift)
-        pixels = ae.decode(from_diffusion_space(x0.float(), z_source, residual)[0]).clamp(-1, 1)
+            x0 = bundle.denoise(cond, noise[:, begin:stop], sampling, cache)
+        pixels = bundle.decode_target(x0, z_source)
         if not outputs:
             first = time.perf_counter() - start
         outputs.append(pixels)
@@ -163,12 +154,11 @@ def _recompute_window(
 ) -> torch.Tensor:
     """The last chunk of ``sources`` [1, F, C, h, w] as a student without a KV cache makes it: a fresh
     cache, and the window's earlier chunks generated again from their noise first."""
-    model = method.model
-    chunk, frames = model.net.config.chunk_frames, sources.shape[1]
-    first = max(0, frames - chunk * (model.net.config.window_chunks + 1))
+    bundle = method.model
+    chunk, frames = bundle.net.config.chunk_frames, sources.shape[1]
+    first = max(0, frames - chunk * (bundle.net.config.window_chunks + 1))
     cond = EffectCondition(sources[:, first:], masks[:, first:], reference, text)
-    times = model.student_times(method.steps)
-    x0 = rollout(model.net, cond, noise[:, first:frames], times, new_cache(model.net))
+    x0 = bundle.denoise(cond, noise[:, first:frames], Sampling(method.steps), new_cache(bundle.net))
     return x0[:, -chunk:]
 
 
@@ -220,20 +210,20 @@ class StreamMemory:
 
 
 @torch.no_grad()
-def stream_memory(model: EffectModel, frames: int, steps: int, every: int = 500) -> StreamMemory:
+def stream_memory(model: ModelBundle, frames: int, steps: int, every: int = 500) -> StreamMemory:
     """Stream ``frames`` latent frames (a slowly drifting synthetic source) through the student's
     rollout with one KV cache, sampling the process's resident memory every ``every`` frames."""
     from tqdm import tqdm
 
     config = model.net.config
-    size = model.resolution // model.autoencoder.config.downsample
+    size = model.latent_side
     generator = torch.Generator().manual_seed(0)
     shape = (1, config.chunk_frames, config.latent_channels, size, size)
     source = torch.randn(shape, generator=generator)
     mask = torch.ones(1, config.chunk_frames, 1, size, size)
     ref = Reference(source[:, 0], torch.zeros_like(source[:, 0]), mask[:, 0], torch.ones(1, dtype=torch.bool))
     cache = new_cache(model.net)
-    times = model.student_times(steps)
+    times = model.times(Sampling(steps))
     samples: list[tuple[int, float]] = []
     start = time.perf_counter()
     for index in tqdm(range(0, frames, config.chunk_frames), desc="stream memory", unit="chunk"):
@@ -264,18 +254,16 @@ def run_distill_benchmark(
     from streamingeffect.docs import replace_section
 
     torch.manual_seed(0)
-    teacher = EffectModel.load(teacher_dir)
-    teacher.net.float()
+    teacher = ModelBundle.load(teacher_dir)
     methods = [Method(f"teacher, {s} steps", teacher, s) for s in teacher_steps]
     loaded = []
     for name, path, steps in students:
-        model = EffectModel.load(path)
-        model.net.float()
+        model = ModelBundle.load(path)
         loaded.append(model)
         methods += [Method(f"{name}, {s} step{'s' if s > 1 else ''}", model, s) for s in steps]
     factor = teacher.autoencoder.config.downsample
-    if frames % teacher.frames:
-        raise ValueError(f"--frames must be a multiple of the teacher's window ({teacher.frames})")
+    if frames % teacher.task.frames:
+        raise ValueError(f"--frames must be a multiple of the teacher's window ({teacher.task.frames})")
     clips = load_heldout(heldout_data, teacher.resolution, factor, frames, limit)
     lines = [
         "## Distillation: teacher and causal students",
@@ -288,7 +276,7 @@ def run_distill_benchmark(
         "Quality against the renderer's ground truth; warp error: output frame i warped onto i + 1 along "
         "DIS flow of the source frames, mean |difference| (0-255) over non-occluded pixels. Time per frame "
         "and first-frame latency include encoding and decoding (the autoencoder is shared by all rows); "
-        f"the teacher answers a window of {teacher.frames} frames at once, the students one chunk of "
+        f"the teacher answers a window of {teacher.task.frames} frames at once, the students one chunk of "
         f"{loaded[0].net.config.chunk_frames if loaded else 1} frame(s) at a time with the KV cache.",
         "",
     ]
@@ -311,7 +299,7 @@ def run_distill_benchmark(
         lines.append("")
     if stream_frames and loaded:
         student = loaded[-1]
-        memory = stream_memory(student, stream_frames, student.trained_steps)
+        memory = stream_memory(student, stream_frames, len(student.task.student_times))
         rss = [mb for _, mb in memory.rss_mb][1:] or [float("nan")]
         lines += [
             f"Long stream: {memory.frames} latent frames through `{students[-1][1]}` "

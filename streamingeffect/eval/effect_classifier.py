@@ -26,8 +26,8 @@ from torch import nn
 from streamingeffect.data.dataset import shard_paths, to_signed
 from streamingeffect.data.shards import read_shard
 from streamingeffect.effects import catalog
+from streamingeffect.models import checkpoint as ckpt
 from streamingeffect.models.autoencoder import FrameAutoencoder
-from streamingeffect.train import checkpoint as ckpt
 
 SIZE = 64  # the classifier's input side
 STORE = 80  # training frames are kept at this side, so random crops still have pixels to spare
@@ -368,7 +368,7 @@ def train_effect_classifier(
     autoencoder: the generators' autoencoder, whose round trips are shown as outputs too (None: skip).
     heldout, if given, is scored at the end and the scores are written into config.json.
     """
-    from streamingeffect.train.run import load_autoencoder
+    from streamingeffect.models.autoencoder import load_autoencoder
 
     torch.manual_seed(training.seed)
     labels = family_labels()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -17,14 +17,12 @@ import torch
 
 from streamingeffect.data.dataset import shard_paths, to_signed
 from streamingeffect.data.shards import read_shard
-from streamingeffect.diffusion.sampler import euler_sample
 from streamingeffect.eval.metrics import masked_lpips, psnr
-from streamingeffect.generate import EffectModel
 from streamingeffect.io import read_frames
 from streamingeffect.models.autoencoder import FrameAutoencoder
-from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
+from streamingeffect.models.dit import EffectCondition, TextCondition
 from streamingeffect.models.lpips import LPIPS
-from streamingeffect.objectives.teacher import from_diffusion_space, to_diffusion_space
+from streamingeffect.pipeline import ModelBundle, Sampling
 from streamingeffect.precision import autocast
 
 MODES = {"text only": (False, True), "reference only": (True, False), "text + reference": (True, True)}
@@ -84,14 +82,14 @@ def autoencoder_report(
 
 
 @torch.no_grad()
-def teacher_forward_ms(model: EffectModel, resolution: int = 256) -> float:
+def teacher_forward_ms(model: ModelBundle, resolution: int = 256) -> float:
     """One forward pass of the transformer, batch 1, one training window of frames (bf16 where fast)."""
-    net, channels = model.net, model.net.config.latent_channels
+    net, channels, frames = model.net, model.net.config.latent_channels, model.task.frames
     size = resolution // model.autoencoder.config.downsample
-    x = torch.randn(1, model.frames, channels, size, size)
-    cond = EffectCondition(torch.randn_like(x), torch.ones(1, model.frames, 1, size, size))
+    x = torch.randn(1, frames, channels, size, size)
+    cond = EffectCondition(torch.randn_like(x), torch.ones(1, frames, 1, size, size))
     with autocast(x.device):
-        return _median_ms(lambda: net(x, torch.rand(1, model.frames), cond))
+        return _median_ms(lambda: net(x, torch.rand(1, frames), cond))
 
 
 @dataclass
@@ -105,14 +103,13 @@ class QualityRow:
 
 @torch.no_grad()
 def teacher_quality(
-    model: EffectModel, data: Path, steps: int, limit: int = 16, seed: int = 0
+    model: ModelBundle, data: Path, steps: int, limit: int = 16, seed: int = 0
 ) -> list[QualityRow]:
     """Teacher outputs against the renderer's ground truth on held-out samples, per condition mode."""
     from streamingeffect.models.text import TextEncoder
 
-    lpips, encoder, ae = LPIPS(), TextEncoder(), model.autoencoder
-    residual, res, frames = model.net.config.predict_residual, model.resolution, model.frames
-    factor = ae.config.downsample
+    lpips, encoder = LPIPS(), TextEncoder()
+    res, frames, side = model.resolution, model.task.frames, model.latent_side
     scores: dict[str, list[tuple[float, float, float]]] = {mode: [] for mode in MODES}
     samples = [s for shard in shard_paths(data) for s in read_shard(shard)][:limit]
     for index, sample in enumerate(samples):
@@ -130,30 +127,22 @@ def teacher_quality(
         latent_mask = torch.from_numpy(
             np.stack(
                 [
-                    cv2.resize(
-                        m.astype(np.float32), (res // factor, res // factor), interpolation=cv2.INTER_AREA
-                    )
+                    cv2.resize(m.astype(np.float32), (side, side), interpolation=cv2.INTER_AREA)
                     for m in kind_mask[:frames]
                 ]
             )
         )[None, :, None]
-        z_source = ae.encode(source)[None]
-        ref_pair = ae.encode(to_signed(prepare(np.stack([sample.reference_source, sample.reference]))))
-        ref_mask = latent_mask[0, min(int(sample.meta["reference_index"]), frames - 1)][None]
+        z_source = model.encode(source)
+        ref_pixels = to_signed(prepare(np.stack([sample.reference_source, sample.reference])))
+        ref_mask = latent_mask[0, min(int(sample.meta["reference_index"]), frames - 1)]
+        encoded = model.reference(ref_pixels[0], ref_pixels[1], ref_mask)
         features = encoder.encode([sample.meta["text"]])
         for mode, (use_ref, use_text) in MODES.items():
-            reference = Reference(
-                ref_pair[:1],
-                to_diffusion_space(ref_pair[1:], ref_pair[:1], residual),
-                ref_mask,
-                torch.tensor([use_ref]),
-            )
+            reference = replace(encoded, keep=torch.tensor([use_ref]))
             text = TextCondition(features.tokens, features.mask, features.pooled, torch.tensor([use_text]))
             cond = EffectCondition(z_source, latent_mask, reference, text)
             noise = torch.randn(z_source.shape, generator=torch.Generator().manual_seed(seed + index))
-            with autocast(noise.device):
-                x0 = euler_sample(model.net, cond, noise, steps, model.shift)
-            out = ae.decode(from_diffusion_space(x0.float(), z_source, residual)[0]).clamp(-1, 1)
+            out = model.decode_target(model.denoise(cond, noise, Sampling(steps)), z_source)
             scores[mode].append(
                 (psnr(out, target, edit), masked_lpips(lpips, out, target, edit), psnr(out, target, 1 - edit))
             )
@@ -180,8 +169,8 @@ def run_model_benchmark(
     import platform
 
     from streamingeffect.docs import replace_section
+    from streamingeffect.models.autoencoder import load_autoencoder
     from streamingeffect.precision import cpu_has_native_bf16
-    from streamingeffect.train.run import load_autoencoder
 
     lines = [
         "## Models: autoencoder and teacher",
@@ -204,10 +193,11 @@ def run_model_benchmark(
         "",
     ]
     if teacher_dir is not None:
-        model = EffectModel.load(teacher_dir)
+        model = ModelBundle.load(teacher_dir)
         forward = teacher_forward_ms(model, 256)
         lines += [
-            f"Teacher forward at 256x256 ({model.frames} frames + the reference, batch 1): {forward:.1f} ms.",
+            f"Teacher forward at 256x256 ({model.task.frames} frames + the reference, batch 1): "
+            f"{forward:.1f} ms.",
             "",
         ]
         if heldout_data is not None:

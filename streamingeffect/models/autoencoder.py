@@ -11,10 +11,13 @@ measured after training (``latent_scale``) so the diffusion model sees roughly u
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from streamingeffect.models import checkpoint as ckpt
 
 AE_SIZES: dict[str, dict[str, object]] = {
     "tiny": {"channels": (32, 64, 128), "latent_channels": 8},
@@ -144,3 +147,15 @@ def decode_latents(autoencoder: FrameAutoencoder, latents: torch.Tensor, chunk: 
     flat = latents.flatten(0, 1)
     frames = torch.cat([autoencoder.decode(part) for part in flat.split(chunk)])
     return frames.unflatten(0, (batch, count))
+
+
+def load_autoencoder(directory: Path) -> FrameAutoencoder:
+    """A trained autoencoder from its checkpoint folder, in eval mode."""
+    saved = ckpt.read_config(directory)
+    if saved.get("kind") != "autoencoder":
+        raise ckpt.CheckpointError(
+            f"{directory}: holds a {saved.get('kind')!r} checkpoint, not an autoencoder"
+        )
+    model = FrameAutoencoder(AutoencoderConfig.from_dict(saved["model"]))
+    ckpt.load_into(model, ckpt.read_weights(directory), directory)
+    return model.eval()

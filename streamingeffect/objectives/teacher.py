@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from streamingeffect.diffusion import flow
+from streamingeffect.diffusion.space import to_diffusion_space
 from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
 
 # Shares of the condition modes during teacher training: reference dropout is 0.5 overall.
@@ -35,15 +36,6 @@ class LatentBatch:
 
     def to(self, device: torch.device) -> LatentBatch:
         return LatentBatch(**{k: v.to(device) for k, v in vars(self).items()})
-
-
-def to_diffusion_space(target: torch.Tensor, source: torch.Tensor, residual: bool) -> torch.Tensor:
-    """What the flow models: the residual target - source, or the target itself."""
-    return target - source if residual else target
-
-
-def from_diffusion_space(x0: torch.Tensor, source: torch.Tensor, residual: bool) -> torch.Tensor:
-    return x0 + source if residual else x0
 
 
 def condition(

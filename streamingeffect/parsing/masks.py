@@ -23,32 +23,48 @@ from streamingeffect.parsing.types import ClipParse, FrameParts, RegionMasks
 MIN_VISIBILITY = 0.5
 
 
-def stabilize_person(probabilities: np.ndarray, smoothing: float = 0.6) -> np.ndarray:
+PERSON_EMA_WEIGHT = 0.6  # weight of the newest frame in the person probability's EMA, offline and live
+
+
+def ema_update(state: np.ndarray, new: np.ndarray, weight: float = PERSON_EMA_WEIGHT) -> np.ndarray:
+    """One step of the person probability's exponential moving average (``weight`` on the new frame)."""
+    return weight * new + (1.0 - weight) * state
+
+
+def clean_person(probability: np.ndarray) -> np.ndarray:
+    """A smoothed person probability [H, W] in [0, 1] -> a soft mask: a hard decision cleaned by a
+    morphological open/close, then a 1-pixel feather."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    hard = (probability > 0.5).astype(np.uint8)
+    hard = cv2.morphologyEx(hard, cv2.MORPH_OPEN, kernel)
+    hard = cv2.morphologyEx(hard, cv2.MORPH_CLOSE, kernel)
+    return cv2.GaussianBlur(hard.astype(np.float32), (0, 0), 1.0)
+
+
+def as_probability(person: np.ndarray) -> np.ndarray:
+    """uint8 0..255 or float person probabilities -> float32 in [0, 1]."""
+    probs = person.astype(np.float32)
+    return probs / 255.0 if person.dtype == np.uint8 or probs.max() > 1.0 else probs
+
+
+def stabilize_person(probabilities: np.ndarray, weight: float = PERSON_EMA_WEIGHT) -> np.ndarray:
     """[F, H, W] uint8 or float person probabilities -> [F, H, W] float32 soft mask in [0, 1].
 
-    Zero-phase temporal smoothing (an EMA run forward then backward, so the mask does not lag the
-    person), then a hard decision cleaned by a morphological open/close, then a 1-pixel feather.
+    Zero-phase temporal smoothing (the EMA run forward then backward, so the mask does not lag the
+    person), then `clean_person` per frame. A live stream, which cannot look ahead, runs the same EMA
+    forward only (parsing.live).
     """
-    probs = probabilities.astype(np.float32)
-    if probs.max() > 1.0:
-        probs /= 255.0
-    forward = _ema(probs, smoothing)
-    smoothed = _ema(forward[::-1], smoothing)[::-1]
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    out = np.empty_like(smoothed)
-    for i, frame in enumerate(smoothed):
-        hard = (frame > 0.5).astype(np.uint8)
-        hard = cv2.morphologyEx(hard, cv2.MORPH_OPEN, kernel)
-        hard = cv2.morphologyEx(hard, cv2.MORPH_CLOSE, kernel)
-        out[i] = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), 1.0)
-    return out
+    probs = as_probability(probabilities)
+    forward = _ema(probs, weight)
+    smoothed = _ema(forward[::-1], weight)[::-1]
+    return np.stack([clean_person(frame) for frame in smoothed])
 
 
-def _ema(frames: np.ndarray, smoothing: float) -> np.ndarray:
+def _ema(frames: np.ndarray, weight: float) -> np.ndarray:
     out = np.empty_like(frames)
     state = frames[0]
     for i, frame in enumerate(frames):
-        state = smoothing * frame + (1.0 - smoothing) * state
+        state = ema_update(state, frame, weight)
         out[i] = state
     return out
 

@@ -7,10 +7,10 @@
             show(out)
     rest = stream.flush()
 
-Per frame: MediaPipe parsing (person mask, and landmarks when the effect's region needs them) ->
-the square around the person at the model's resolution -> latent -> the causal student's rollout
-with its KV cache (the reference or prompt is the cache's sink) -> decode -> pasted back (for local
-edits only inside the region: outside it the output is the source, exactly). A new effect or
+Per frame the pipeline's `FrameEditor` parses the frame, cuts the model's window and encodes it; per
+chunk the causal student denoises with its KV cache (the reference or prompt is the cache's sink);
+the result is a delta decode, gated by the effect's scope and brought to full resolution by a guided
+filter: the output is the source wherever the effect does not act, bit for bit. A new effect or
 keyframe replaces the sink and takes hold at the next chunk; the stream keeps going.
 """
 
@@ -23,28 +23,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
-from streamingeffect.effects import UnknownEffectError, get_category
-from streamingeffect.generate import (
-    EffectModel,
-    crop_to_latent_mask,
-    crop_to_model,
-    paste_crop,
-    resolve_model,
-)
 from streamingeffect.io.images import to_rgb
-from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
+from streamingeffect.models.dit import Reference, TextCondition
+from streamingeffect.models.kv_cache import KVCache
 from streamingeffect.models.token_reuse import TokenReuse
-from streamingeffect.objectives.teacher import from_diffusion_space, to_diffusion_space
-from streamingeffect.rollout import new_cache, rollout
+from streamingeffect.pipeline import (
+    EditorOptions,
+    EffectRequest,
+    EffectRequestError,
+    FrameEditor,
+    ModelBundle,
+    PreparedFrame,
+    Sampling,
+    text_condition,
+)
+from streamingeffect.rollout import new_cache
 
 log = logging.getLogger(__name__)
 
 STAGES = ("parse", "encode", "transformer", "decode", "composite")
-WHOLE_PERSON_REGIONS = ("person", "scene", "background")
 
 
 class StreamError(ValueError):
@@ -54,48 +54,15 @@ class StreamError(ValueError):
 @dataclass(frozen=True)
 class StreamOptions:
     steps: int | None = None  # denoising steps per chunk (default: the student's own)
-    parse_side: int = 256  # MediaPipe sees frames at most this large (speed)
-    mask_smoothing: float = 0.6  # causal EMA of the person probability (steadier masks)
+    start: float = 1.0  # 1: each chunk from pure noise; below 1: from the source noised to this time
     anchor: bool = True  # without a keyframe, the first output becomes the reference (StreamingT2V)
     mask_cache: bool = True  # LiveEdit: reuse unchanged tokens outside the edit region
     cache_threshold: float = 0.15  # mean |change| of a token's source latent that counts as a change
     cache_dilation: int = 1  # tokens around the edit region that are always recomputed
+    window_chunks: int | None = None  # the KV cache's window (default: the student's; 0: no context)
+    recompute_window: bool = False  # no KV cache: every chunk regenerates its window (a baseline)
     seed: int = 0
-
-
-@dataclass(frozen=True)
-class EffectRequest:
-    """What the stream applies: a text (catalog description or prompt) and the region it lives in."""
-
-    text: str | None
-    region: str  # a region of RegionMasks; local edits are composited inside it
-    local: bool  # an "edit" category: outside the region the output is the source
-    label: str
-
-    @classmethod
-    def parse(cls, id_or_prompt: str) -> EffectRequest:
-        """A catalog id, or a free prompt (anything with a space in it, or not id-like)."""
-        text = id_or_prompt.strip()
-        if not text:
-            raise StreamError("empty prompt: describe the effect, e.g. 'a glowing cyan neon outline'")
-        try:
-            category = get_category(text)
-        except UnknownEffectError:
-            if " " not in text and "_" in text:  # meant as an id: say which ids are close
-                raise
-            return cls(text, "person", False, f"prompt: {text}")
-        local = category.kind == "edit" and category.region not in WHOLE_PERSON_REGIONS
-        return cls(category.descriptions[0], category.region if local else "person", local, category.id)
-
-
-@dataclass
-class _Frame:
-    """A frame on its way through the stream."""
-
-    image: np.ndarray  # [H, W, 3] uint8
-    pushed_at: float
-    region: np.ndarray  # [H, W] float mask the model is given (edit region or person)
-    latent: torch.Tensor  # [C, h, w] source latent of the crop
+    editor: EditorOptions = field(default_factory=EditorOptions)
 
 
 @dataclass
@@ -143,32 +110,33 @@ class _Timer:
 class EffectStream:
     """The streaming runtime around a causal student (see the module docstring)."""
 
-    def __init__(self, model: EffectModel, options: StreamOptions = StreamOptions()):
-        if not model.is_student:
+    def __init__(self, bundle: ModelBundle, options: StreamOptions = StreamOptions()):
+        if not bundle.is_student:
             raise StreamError(
                 "EffectStream needs a causal student (kind 'student'); a teacher samples whole "
                 "windows, use `streamingeffect generate` for it"
             )
-        self.model, self.options = model, options
-        self.times = model.student_times(options.steps or model.trained_steps)
+        self.bundle, self.options = bundle, options
+        self.sampling = Sampling(options.steps or len(bundle.task.student_times), options.start)
+        self.times = bundle.times(self.sampling)
         self._stats = StreamStats()
-        self._effect: EffectRequest | None = None
+        self._request: EffectRequest | None = None
+        self._editor = FrameEditor(bundle, EffectRequest.keyframe_only(), options.editor)
         self._keyframe: tuple[np.ndarray, np.ndarray] | None = None
         self._reference: Reference | None = None  # the encoded keyframe
         self._anchor: Reference | None = None  # the first output of a text-only effect
-        self._text_cache: dict[str, TextCondition] = {}
-        self._cache = new_cache(model.net)
+        self._text: TextCondition | None = None
+        window = bundle.net.config.window_chunks if options.window_chunks is None else options.window_chunks
+        self._cache = KVCache(window)
+        # A stream without a KV cache regenerates its window each chunk: the window's frames and noises.
+        self._recent: deque[tuple[list[PreparedFrame], torch.Tensor]] = deque(maxlen=window)
         self._reuse = TokenReuse()
         self._previous_source: torch.Tensor | None = None
         self._sink_stale = True
-        self._pending: list[_Frame] = []
+        self._pending: list[PreparedFrame] = []
         self._size: tuple[int, int] | None = None  # (height, width) fixed by the first frame
-        self._crop: tuple[int, int, int] | None = None  # (x0, y0, side) in frame pixels
-        self._person_state: np.ndarray | None = None
-        self._parser: Any = None
-        self._parser_landmarks = False
-        side = model.resolution // model.autoencoder.config.downsample
-        self._noise_shape = (1, model.net.config.chunk_frames, model.net.config.latent_channels, side, side)
+        side = bundle.latent_side
+        self._noise_shape = (1, bundle.net.config.chunk_frames, bundle.net.config.latent_channels, side, side)
         self._generator = torch.Generator().manual_seed(options.seed)  # a stream is reproducible
         self._noise: torch.Tensor | None = None  # the last chunk's (see _chunk_noise)
         self._last_parsed: tuple[np.ndarray, np.ndarray] | None = None
@@ -176,22 +144,28 @@ class EffectStream:
     @classmethod
     def from_pretrained(cls, name: str | Path = "default", **options: Any) -> EffectStream:
         """The bundled default student ("default"), or a checkpoint folder."""
-        path = resolve_model("student" if str(name) == "default" else str(name))
-        return cls(EffectModel.load(path), StreamOptions(**options))
+        return cls(ModelBundle.load(name), StreamOptions(**options))
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.bundle.net.config.chunk_frames
 
     # ------------------------------------------------------------------------------------- control
 
     def set_effect(self, id_or_prompt: str) -> None:
         """A catalog effect id or a free-text prompt; takes hold at the next chunk."""
-        self._effect = EffectRequest.parse(id_or_prompt)
+        try:
+            self._request = EffectRequest.parse(id_or_prompt)
+        except EffectRequestError as error:
+            raise StreamError(str(error)) from error
+        self._text = text_condition(self._request.text)
+        self._editor.set_request(self._request)
         self._switch()
 
     def set_keyframe(self, source_frame: Any, edited_frame: Any) -> None:
         """An edited frame (and the frame it was edited from) becomes the reference: the sink."""
-        source, edited = (
-            self._as_frame(source_frame, "keyframe source"),
-            self._as_frame(edited_frame, "keyframe"),
-        )
+        source = self._as_frame(source_frame, "keyframe source")
+        edited = self._as_frame(edited_frame, "keyframe")
         if source.shape != edited.shape:
             raise StreamError(
                 f"the keyframe is {edited.shape[1]}x{edited.shape[0]} but its source frame is "
@@ -216,21 +190,18 @@ class EffectStream:
         self._sink_stale = True
         self._anchor = None
         self._cache.clear_window()
+        self._recent.clear()
         self._reuse.clear()
 
     def warmup(self, size: tuple[int, int] = (256, 256)) -> None:
         """Load everything a first frame needs (MediaPipe graphs, text features, kernels) on a blank
         frame, then start clean: an app does this while it opens the camera."""
-        if self._effect is None and self._keyframe is None:
+        if self._request is None and self._keyframe is None:
             raise StreamError("set an effect (or keyframe) before warming up")
-        blank = np.full((*size, 3), 127, np.uint8)
         keyframe, self._keyframe = self._keyframe, None
-        effect = self._effect
-        if effect is None:
-            self._effect = EffectRequest(None, "person", False, "warm-up")
-        self.push(blank)
+        self.push(np.full((*size, 3), 127, np.uint8))
         self.flush()
-        self._effect, self._keyframe = effect, keyframe
+        self._keyframe = keyframe
         self.reset()
         self._stats = StreamStats()
 
@@ -242,7 +213,7 @@ class EffectStream:
 
     def push(self, frame: Any) -> list[np.ndarray]:
         """Add a frame; returns the output frames that are ready (a whole chunk at a time)."""
-        if self._effect is None and self._keyframe is None:
+        if self._request is None and self._keyframe is None:
             raise StreamError("nothing to apply: call set_effect(id or prompt) or set_keyframe(...) first")
         now = time.perf_counter()
         if self._stats.started is None:
@@ -254,7 +225,7 @@ class EffectStream:
             self._restart(image.shape[:2])
         self._stats.frames_in += 1
         self._pending.append(self._prepare(image, now))
-        if len(self._pending) < self.model.net.config.chunk_frames:
+        if len(self._pending) < self.chunk_frames:
             return earlier
         return earlier + self._run_chunk()
 
@@ -263,26 +234,25 @@ class EffectStream:
         if not self._pending:
             return []
         real = len(self._pending)
-        while len(self._pending) < self.model.net.config.chunk_frames:
+        while len(self._pending) < self.chunk_frames:
             self._pending.append(self._pending[-1])
         return self._run_chunk(real)
 
     def reset(self) -> None:
         """Start a new stream (same effect and keyframe)."""
         self._cache.reset()
+        self._recent.clear()
         self._reuse.clear()
+        self._editor.reset()
         self._previous_source = None
         self._pending.clear()
-        self._size, self._crop, self._person_state, self._reference = None, None, None, None
-        self._anchor = None
+        self._size, self._reference, self._anchor = None, None, None
         self._sink_stale = True
         self._generator.manual_seed(self.options.seed)
         self._noise = None
 
     def close(self) -> None:
-        if self._parser is not None:
-            self._parser.close()
-            self._parser = None
+        self._editor.close()
 
     def __enter__(self) -> EffectStream:
         return self
@@ -294,7 +264,7 @@ class EffectStream:
         """Counts, fps, latency p50/p95, first-frame latency, time per stage, the mask cache's reuse."""
         return {
             **self._stats.summary(),
-            "effect": self._effect.label if self._effect else None,
+            "effect": self._request.label if self._request else None,
             "keyframe": self._keyframe is not None,
             "anchored": self._anchor is not None,
             "mask_cache": self.options.mask_cache,
@@ -328,100 +298,26 @@ class EffectStream:
         self._stats.restarts += 1
         self.reset()
 
-    def _parse(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """-> (the mask the model is given: the effect's region or the person, the person) [H, W] float."""
-        from streamingeffect.parsing.masks import region_masks, stabilize_person
-        from streamingeffect.parsing.mediapipe_parser import HumanParser
-
-        height, width = image.shape[:2]
-        scale = min(1.0, self.options.parse_side / max(height, width))
-        small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
-        effect = self._effect
-        need_landmarks = effect is not None and effect.local
-        if self._parser is None or (need_landmarks and not self._parser_landmarks):
-            if self._parser is not None:
-                self._parser.close()
-            self._parser = HumanParser(
-                video_mode=True, hands=need_landmarks, pose=need_landmarks, face=need_landmarks
-            )
-            self._parser_landmarks = need_landmarks
-        probability = self._parser.person_mask(small).astype(np.float32) / 255
-        smoothing = self.options.mask_smoothing
-        if self._person_state is None or self._person_state.shape != probability.shape:
-            self._person_state = probability
-        self._person_state = smoothing * self._person_state + (1 - smoothing) * probability
-        person = stabilize_person(self._person_state[None])[0]
-        mask = person
-        if need_landmarks:
-            face, hands, pose = self._parser.landmarks(small)
-            regions = region_masks(
-                person,
-                face[:, :2] if np.isfinite(face).all() else None,
-                [h[:, :2] for h in hands if np.isfinite(h).all()],
-                np.concatenate([pose[:, :2], pose[:, 3:4]], 1) if np.isfinite(pose).all() else None,
-            )
-            mask = regions.get(effect.region)  # type: ignore[union-attr]
-        full = (width, height)
-        return (
-            cv2.resize(mask, full, interpolation=cv2.INTER_LINEAR),
-            cv2.resize(person, full, interpolation=cv2.INTER_LINEAR),
-        )
-
-    def _choose_crop(self, person: np.ndarray) -> tuple[int, int, int]:
-        from streamingeffect.parsing.masks import person_crop
-
-        box = person_crop(person[None].astype(np.float32))
-        return box.x0, box.y0, box.width
-
-    def _prepare(self, image: np.ndarray, now: float) -> _Frame:
+    def _prepare(self, image: np.ndarray, now: float) -> PreparedFrame:
         with _Timer(self._stats, "parse"):
-            region, person = self._parse(image)
-        self._last_parsed = (image, person)
-        if self._size is None:  # the first frame fixes the size and the square around the person
-            self._size = image.shape[:2]
-            self._crop = self._choose_crop(person)
+            parse = self._editor.parse(image)
         with _Timer(self._stats, "encode"):
-            latent = self.model.autoencoder.encode(
-                crop_to_model(image[None], self._crop, self.model.resolution)
-            )[0]
-        return _Frame(image, now, region, latent)
+            frame = self._editor.prepare(image, now, parse)
+        self._last_parsed = (image, parse.region_at_frame_size("person"))
+        if self._size is None:
+            self._size = image.shape[:2]
+        return frame
 
-    def _text(self) -> TextCondition | None:
-        effect = self._effect
-        if effect is None or not effect.text:
-            return None
-        if effect.text not in self._text_cache:
-            from streamingeffect.models.text import TextEncoder
-
-            features = TextEncoder().encode([effect.text])
-            self._text_cache[effect.text] = TextCondition(
-                features.tokens, features.mask, features.pooled, torch.ones(1, dtype=torch.bool)
-            )
-        return self._text_cache[effect.text]
-
-    def _latent_mask(self, region: np.ndarray) -> torch.Tensor:
-        side = self.model.resolution // self.model.autoencoder.config.downsample
-        return crop_to_latent_mask(region[None], self._crop, side)  # type: ignore[arg-type]
-
-    def _reference_for(self, frame: _Frame) -> Reference | None:
+    def _reference_for(self, frame: PreparedFrame) -> Reference | None:
         if self._keyframe is None:
             return self._anchor
         if self._reference is None:
-            source, edited = self._keyframe
-            ae, residual = self.model.autoencoder, self.model.net.config.predict_residual
-            pair = ae.encode(crop_to_model(np.stack([source, edited]), self._crop, self.model.resolution))
-            # The keyframe's mask: the region of the frame it enters with (it is a frame of this stream).
-            self._reference = Reference(
-                pair[:1],
-                to_diffusion_space(pair[1:], pair[:1], residual),
-                self._latent_mask(frame.region),
-                torch.ones(1, dtype=torch.bool),
-            )
+            self._reference = self._editor.reference(*self._keyframe, frame)
         return self._reference
 
     def _active_positions(self, source: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[Fc, gh, gw] bool: token positions to recompute: near the edit region, or changed."""
-        patch, d = self.model.net.config.patch, self.options.cache_dilation
+        patch, d = self.bundle.net.config.patch, self.options.cache_dilation
         region = torch.nn.functional.max_pool2d(mask[0], patch)  # [Fc, 1, gh, gw]
         region = torch.nn.functional.max_pool2d(region, 2 * d + 1, stride=1, padding=d) > 0.05
         previous = self._previous_source
@@ -443,32 +339,46 @@ class EffectStream:
         if previous is None:
             self._noise = fresh
             return fresh
-        patch = self.model.net.config.patch
+        patch = self.bundle.net.config.patch
         keep = ~active.repeat_interleave(patch, 1).repeat_interleave(patch, 2)  # [Fc, h, w]
         self._noise = torch.where(keep[None, :, None], previous, fresh)
         return self._noise
 
+    def _denoise(self, frames: list[PreparedFrame], noise: torch.Tensor, reuse: TokenReuse | None) -> Any:
+        """The chunk's condition and its clean sample x0 [1, Fc, C, h, w] (diffusion space)."""
+        cond = self._editor.condition(frames, self._reference_for(frames[0]), self._text)
+        if self.options.recompute_window:
+            return cond, self._recompute(frames, noise)
+        if self._sink_stale:
+            self.bundle.net.prefill(cond, self._cache)
+            self._sink_stale = False
+            self._stats.sink_updates += 1
+        return cond, self.bundle.denoise(cond, noise, self.sampling, self._cache, reuse)
+
+    def _recompute(self, frames: list[PreparedFrame], noise: torch.Tensor) -> torch.Tensor:
+        """A student without a KV cache: a fresh cache, the window's earlier chunks generated again from
+        their own noise, then this chunk."""
+        self._recent.append((frames, noise))
+        everything = [f for chunk, _ in self._recent for f in chunk]
+        cond = self._editor.condition(everything, self._reference_for(frames[0]), self._text)
+        noises = torch.cat([n for _, n in self._recent], dim=1)
+        cache = new_cache(self.bundle.net, unbounded=True)
+        self.bundle.net.prefill(cond, cache)
+        return self.bundle.denoise(cond, noises, self.sampling, cache)[:, -len(frames) :]
+
     def _run_chunk(self, real: int | None = None) -> list[np.ndarray]:
         """Generate the pending chunk; returns the outputs of its first ``real`` frames (all by default)."""
         frames, self._pending = self._pending, []
-        net, ae = self.model.net, self.model.autoencoder
-        residual = net.config.predict_residual
         with torch.no_grad(), _Timer(self._stats, "transformer"):
             source = torch.stack([f.latent for f in frames])[None]  # [1, Fc, C, h, w]
-            mask = torch.cat([self._latent_mask(f.region) for f in frames])[None]  # [1, Fc, 1, h, w]
-            cond = EffectCondition(source, mask, self._reference_for(frames[0]), self._text())
-            if self._sink_stale:
-                net.prefill(cond, self._cache)
-                self._sink_stale = False
-                self._stats.sink_updates += 1
+            mask = torch.stack([f.mask for f in frames])[None]  # [1, Fc, 1, h, w]
             active = self._active_positions(source, mask)
             reuse = None
-            if self.options.mask_cache:
+            if self.options.mask_cache and not self.options.recompute_window:
                 self._reuse.active = active
                 reuse = self._reuse
             self._previous_source = source
-            noise = self._chunk_noise(active)
-            x0 = rollout(net, cond, noise, self.times, self._cache, reuse=reuse)
+            cond, x0 = self._denoise(frames, self._chunk_noise(active), reuse)
             if self.options.anchor and self._keyframe is None and self._anchor is None:
                 # Long-term memory (StreamingT2V's anchor frame): the first result of a text-only effect
                 # becomes the reference, so later frames keep its look instead of drifting.
@@ -477,15 +387,10 @@ class EffectStream:
                 )
                 self._sink_stale = True
         with torch.no_grad(), _Timer(self._stats, "decode"):
-            pixels = ae.decode(from_diffusion_space(x0.float(), source, residual)[0]).clamp(-1, 1)
-            crops = ((pixels.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
-        outputs = []
+            change = self.bundle.decode_edit(x0, cond.source)
+            lows = (change / 2).permute(0, 2, 3, 1).numpy()
         with _Timer(self._stats, "composite"):
-            side = self._crop[2]  # type: ignore[index]
-            local = self._effect is not None and self._effect.local
-            for frame, crop in zip(frames, crops, strict=True):
-                big = cv2.resize(crop, (side, side), interpolation=cv2.INTER_CUBIC)
-                outputs.append(paste_crop(frame.image, big, self._crop, frame.region if local else None))  # type: ignore[arg-type]
+            outputs = [self._editor.apply(frame, low) for frame, low in zip(frames, lows, strict=True)]
         done = time.perf_counter()
         outputs = outputs[:real]
         for frame in frames[: len(outputs)]:

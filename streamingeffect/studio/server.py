@@ -29,8 +29,8 @@ from pydantic import BaseModel
 
 from streamingeffect.effects import UnknownEffectError, catalog, search_categories
 from streamingeffect.effects.base import Category
-from streamingeffect.generate import EffectModel, resolve_model
 from streamingeffect.io.images import decode_image, encode_image
+from streamingeffect.pipeline import ModelBundle
 from streamingeffect.runtime.stream import EffectStream, StreamError, StreamOptions
 from streamingeffect.studio.session import SessionManager, StudioConfig, StudioError
 from streamingeffect.studio.transport import (
@@ -123,7 +123,7 @@ def read_upload(data: bytes, limit: int) -> np.ndarray:
         raise StudioError(f"the image file is damaged: {error}", 415) from error
 
 
-def warm_up(model: EffectModel, config: StudioConfig, done: threading.Event) -> None:
+def warm_up(model: ModelBundle, config: StudioConfig, done: threading.Event) -> None:
     """Load what a first frame needs (the text encoder, MediaPipe, torch's kernels) while the page
     opens, so the first session does not wait seconds for it."""
     try:
@@ -136,13 +136,13 @@ def warm_up(model: EffectModel, config: StudioConfig, done: threading.Event) -> 
         done.set()
 
 
-def create_app(config: StudioConfig | None = None, model: EffectModel | None = None) -> FastAPI:
+def create_app(config: StudioConfig | None = None, model: ModelBundle | None = None) -> FastAPI:
     """The studio app; ``model`` (a loaded student) is shared by all sessions."""
     config = config or StudioConfig()
     if config.ice == "loopback":
         use_loopback_ice()
     if model is None:
-        model = EffectModel.load(resolve_model("student" if config.model == "default" else config.model))
+        model = ModelBundle.load(config.model)
     manager = SessionManager(model, config)
     warm = threading.Event()
 

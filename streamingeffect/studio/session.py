@@ -25,8 +25,8 @@ import av
 import cv2
 import numpy as np
 
-from streamingeffect.generate import EffectModel
 from streamingeffect.io.images import to_rgb
+from streamingeffect.pipeline import ModelBundle
 from streamingeffect.runtime.endpoints import Mp4Sink
 from streamingeffect.runtime.stream import EffectStream, StreamOptions
 
@@ -127,7 +127,7 @@ class _Inbox:
 class StudioSession:
     """A browser tab's stream, its worker thread, its listeners and its recordings."""
 
-    def __init__(self, session_id: str, model: EffectModel, config: StudioConfig, folder: Path):
+    def __init__(self, session_id: str, model: ModelBundle, config: StudioConfig, folder: Path):
         self.id, self.config, self.folder = session_id, config, folder
         self.stream = EffectStream(model, StreamOptions(steps=config.steps))
         self.transport: str | None = None  # "webrtc" or "websocket" while one is connected
@@ -282,7 +282,7 @@ class StudioSession:
 class SessionManager:
     """Creates, finds and closes sessions; one shared model, a limit, an idle timeout."""
 
-    def __init__(self, model: EffectModel, config: StudioConfig):
+    def __init__(self, model: ModelBundle, config: StudioConfig):
         self.model, self.config = model, config
         self.sessions: dict[str, StudioSession] = {}
         self._own_folder = config.recordings_dir is None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectCondition, EffectTransformer
 from streamingeffect.objectives import distill
 from streamingeffect.objectives.teacher import LatentBatch, condition, sample_modes
+from streamingeffect.pipeline import ModelBundle, TaskConfig
 from streamingeffect.rollout import StudentSchedule
 from streamingeffect.train.distributed import DistEnv, unwrap
 from streamingeffect.train.tasks import LatentClips, NoExtraState, mirror
@@ -159,18 +160,18 @@ class _StudentTaskBase(NoExtraState):
         model: EffectTransformer,
         pairs: OdePairs,
         schedule: StudentSchedule,
-        info: dict[str, Any],
+        task: TaskConfig,
         mask_weight: float = 1.0,
     ):
         self.model: nn.Module = model
-        self.pairs, self.schedule, self.info, self.mask_weight = pairs, schedule, info, mask_weight
+        self.pairs, self.schedule, self.task, self.mask_weight = pairs, schedule, task, mask_weight
         self.residual = model.config.predict_residual
 
     def config_dict(self) -> dict[str, Any]:
         return unwrap(self.model).config.to_dict()
 
     def task_info(self) -> dict[str, Any]:
-        return {**self.info, "steps": len(self.schedule.times), "times": list(self.schedule.times)}
+        return replace(self.task, student_times=self.schedule.times).to_dict()
 
     def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[OdePairs]:
         _single_process(env)
@@ -213,7 +214,7 @@ class DmdTask(_StudentTaskBase):
         teacher: EffectTransformer,
         pairs: OdePairs,
         schedule: StudentSchedule,
-        info: dict[str, Any],
+        task: TaskConfig,
         shift: float,
         critic_steps: int = 5,
         critic_lr: float = 1e-4,
@@ -222,7 +223,7 @@ class DmdTask(_StudentTaskBase):
         self_forcing: bool = True,
         mask_weight: float = 1.0,
     ):
-        super().__init__(model, pairs, schedule, info, mask_weight)
+        super().__init__(model, pairs, schedule, task, mask_weight)
         self.teacher = teacher.eval().requires_grad_(False)
         self.critic = copy.deepcopy(teacher).float().train().requires_grad_(True)
         self.critic_optimizer = torch.optim.AdamW(
@@ -271,16 +272,10 @@ class DmdTask(_StudentTaskBase):
 
 
 def _load_teacher(teacher_dir: Path) -> tuple[Any, Path]:
-    """-> (EffectModel, the teacher's autoencoder folder)."""
-    from streamingeffect.generate import EffectModel
-    from streamingeffect.train import checkpoint as ckpt
-
-    model = EffectModel.load(teacher_dir)
-    autoencoder = teacher_dir / ckpt.read_config(teacher_dir).get("task", {}).get(
-        "autoencoder", "autoencoder"
-    )
+    """-> (the teacher's bundle, the teacher's autoencoder folder)."""
+    model = ModelBundle.load(teacher_dir)
     model.net.float()
-    return model, autoencoder
+    return model, teacher_dir / model.task.autoencoder
 
 
 def train_ode_init(
@@ -305,15 +300,24 @@ def train_ode_init(
     try:
         _single_process(env)
         teacher, autoencoder_dir = _load_teacher(teacher_dir)
-        schedule = StudentSchedule.uniform(student_steps, teacher.shift)
+        schedule = StudentSchedule.uniform(student_steps, teacher.task.shift)
         out.mkdir(parents=True, exist_ok=True)
         path = out / PAIRS_FILE
         if path.exists():
             ode_pairs = OdePairs.load(path)
         else:
-            clips = LatentClips(ensure_latents(data, autoencoder_dir, teacher.resolution), teacher.frames)
+            clips = LatentClips(
+                ensure_latents(data, autoencoder_dir, teacher.resolution), teacher.task.frames
+            )
             ode_pairs = make_ode_pairs(
-                teacher.net, clips, pairs, schedule, teacher_steps, teacher.shift, guidance, seed=config.seed
+                teacher.net,
+                clips,
+                pairs,
+                schedule,
+                teacher_steps,
+                teacher.task.shift,
+                guidance,
+                seed=config.seed,
             )
             ode_pairs.save(path)
         if ode_pairs.trajectory.shape[1] != student_steps + 1:
@@ -344,8 +348,7 @@ def train_student(
     resume: bool = False,
 ) -> Path:
     """Stage 2: DMD from the ODE-initialised student (its folder also holds the pairs)."""
-    from streamingeffect.generate import EffectModel
-    from streamingeffect.train import checkpoint as ckpt
+    from streamingeffect.models import checkpoint as ckpt
     from streamingeffect.train.distributed import init_distributed, shutdown
     from streamingeffect.train.run import copy_autoencoder
     from streamingeffect.train.trainer import Trainer
@@ -358,9 +361,8 @@ def train_student(
                 f"{ode_init_dir}: no {PAIRS_FILE}; pass the folder of `train ode-init`"
             )
         teacher, autoencoder_dir = _load_teacher(teacher_dir)
-        init = EffectModel.load(ode_init_dir)
-        saved = ckpt.read_config(ode_init_dir)
-        schedule = StudentSchedule(tuple(saved["task"]["times"]))
+        init = ModelBundle.load(ode_init_dir)
+        schedule = StudentSchedule(init.task.student_times)
         copy_autoencoder(autoencoder_dir, out / "autoencoder")
         info = _student_info(
             teacher,
@@ -371,12 +373,12 @@ def train_student(
             critic_steps=critic_steps,
         )
         task = DmdTask(
-            init.net.float().train(),
+            init.net.float().train().requires_grad_(True),
             teacher.net,
             OdePairs.load(ode_init_dir / PAIRS_FILE),
             schedule,
             info,
-            teacher.shift,
+            teacher.task.shift,
             critic_steps,
             critic_lr,
             regression_weight,
@@ -389,12 +391,6 @@ def train_student(
         shutdown(env)
 
 
-def _student_info(teacher: Any, teacher_dir: Path, **extra: Any) -> dict[str, Any]:
-    return {
-        "resolution": teacher.resolution,
-        "frames": teacher.frames,
-        "shift": teacher.shift,
-        "autoencoder": "autoencoder",
-        "teacher": str(teacher_dir),
-        **extra,
-    }
+def _student_info(teacher: ModelBundle, teacher_dir: Path, **extra: Any) -> TaskConfig:
+    """The student's task: the teacher's, with where it came from (its times are set by the task)."""
+    return replace(teacher.task, autoencoder="autoencoder", info={"teacher": str(teacher_dir), **extra})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
-from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from streamingeffect.models import checkpoint as ckpt
+from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder, load_autoencoder
 from streamingeffect.models.config import EffectModelConfig
-from streamingeffect.train import checkpoint as ckpt
+from streamingeffect.pipeline import TaskConfig
 from streamingeffect.train.distributed import init_distributed, shutdown
 from streamingeffect.train.tasks import AutoencoderTask, TeacherTask, calibrate_latent_scale
 from streamingeffect.train.trainer import TrainConfig, Trainer
@@ -29,17 +31,6 @@ def train_autoencoder(data: Path, out: Path, size: str, config: TrainConfig, res
         return out
     finally:
         shutdown(env)
-
-
-def load_autoencoder(directory: Path) -> FrameAutoencoder:
-    saved = ckpt.read_config(directory)
-    if saved.get("kind") != "autoencoder":
-        raise ckpt.CheckpointError(
-            f"{directory}: holds a {saved.get('kind')!r} checkpoint, not an autoencoder"
-        )
-    model = FrameAutoencoder(AutoencoderConfig.from_dict(saved["model"]))
-    ckpt.load_into(model, ckpt.read_weights(directory), directory)
-    return model.eval()
 
 
 def ensure_latents(data: Path, autoencoder_dir: Path, resolution: int) -> Path:
@@ -108,9 +99,10 @@ def export_weights(directory: Path, dest: Path, half: bool = False, autoencoder:
     weights = ckpt.read_weights(directory)
     if half:
         weights = {k: v.half() if v.is_floating_point() else v for k, v in weights.items()}
-    config["task"] = {k: v for k, v in config.get("task", {}).items() if k not in ("data", "latents")}
-    if autoencoder is not None:
-        config["task"]["autoencoder"] = autoencoder
+    if config["kind"] in ("teacher", "student"):
+        task = TaskConfig.from_dict(config["task"], directory)
+        info = {k: v for k, v in task.info.items() if k not in ("data", "latents")}
+        config["task"] = replace(task, autoencoder=autoencoder or task.autoencoder, info=info).to_dict()
     config["exported_from"] = str(directory)
     ckpt.save_weights(dest, weights, config)
     return dest

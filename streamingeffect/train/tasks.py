@@ -19,6 +19,7 @@ from streamingeffect.models.dit import EffectTransformer
 from streamingeffect.models.lpips import LPIPS
 from streamingeffect.objectives.autoencoder import reconstruction_loss
 from streamingeffect.objectives.teacher import LatentBatch, teacher_loss
+from streamingeffect.pipeline import TaskConfig
 from streamingeffect.train.distributed import DistEnv
 
 
@@ -152,13 +153,11 @@ class TeacherTask(NoExtraState):
         return self.config.to_dict()
 
     def task_info(self) -> dict[str, Any]:
-        return {
-            "latents": str(self.latents),
-            "resolution": self.resolution,
-            "frames": self.frames,
-            "shift": self.shift,
-            "autoencoder": "autoencoder",  # the copy beside the weights, so a model folder is self-contained
-        }
+        # The autoencoder is the copy beside the weights, so a model folder is self-contained.
+        task = TaskConfig(
+            self.resolution, self.frames, self.shift, "autoencoder", info={"latents": str(self.latents)}
+        )
+        return task.to_dict()
 
     def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[LatentBatch]:
         return self.clips.batches(env, batch_size, seed)

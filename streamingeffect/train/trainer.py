@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from streamingeffect.models import checkpoint as ckpt
 from streamingeffect.precision import autocast
-from streamingeffect.train import checkpoint as ckpt
 from streamingeffect.train.distributed import DistEnv, mean_across_ranks, unwrap, wrap_model
 
 

@@ -1,0 +1,187 @@
+"""The model bundle: an effect transformer with its autoencoder and task config, and the steps every
+caller needs — encode, reference, text condition, denoise (whole window or chunk by chunk with a KV
+cache), decode to an edit.
+
+    bundle = ModelBundle.load(resolve_model("student"))
+    z = bundle.encode(pixels)                         # [F, 3, R, R] in [-1, 1] -> [1, F, C, h, w]
+    cond = EffectCondition(z, mask, bundle.reference(...), bundle.text("pink hair"))
+    x0 = bundle.denoise(cond, noise, Sampling(4), cache=new_cache(bundle.net))
+    delta = bundle.decode_edit(x0, z)                 # [F, 3, R, R] change in [-2, 2]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from streamingeffect.diffusion.sampler import NO_GUIDANCE, Guidance, euler_sample
+from streamingeffect.diffusion.space import from_diffusion_space, to_diffusion_space
+from streamingeffect.models import checkpoint as ckpt
+from streamingeffect.models.autoencoder import FrameAutoencoder, load_autoencoder
+from streamingeffect.models.config import EffectModelConfig
+from streamingeffect.models.dit import EffectCondition, EffectTransformer, Reference, TextCondition
+from streamingeffect.models.kv_cache import KVCache
+from streamingeffect.models.token_reuse import TokenReuse
+from streamingeffect.pipeline.config import Sampling, TaskConfig
+from streamingeffect.precision import autocast
+from streamingeffect.rollout import rollout
+
+if TYPE_CHECKING:
+    from streamingeffect.models.text import TextEncoder
+
+BUNDLED = Path(__file__).resolve().parent.parent / "weights"
+Kind = Literal["teacher", "student"]
+
+
+def resolve_model(name: str | Path) -> Path:
+    """A checkpoint folder, or the bundled weights: "teacher", "student" ("default" is the student)."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    alias = {"default": "student"}.get(str(name), str(name))
+    if alias in ("teacher", "student"):
+        bundled = BUNDLED / f"{alias}-tiny"
+        if (bundled / ckpt.CONFIG).exists():
+            return bundled
+        raise ckpt.CheckpointError(
+            f"no bundled {alias} weights in this install ({bundled}); pass a checkpoint folder"
+        )
+    raise ckpt.CheckpointError(f"{name}: not a checkpoint folder (and not 'teacher', 'student' or 'default')")
+
+
+@lru_cache(maxsize=1)
+def _text_encoder() -> TextEncoder:
+    """The MiniLM encoder, loaded once per process."""
+    from streamingeffect.models.text import TextEncoder
+
+    return TextEncoder()
+
+
+def text_condition(text: str | None) -> TextCondition | None:
+    """A prompt's MiniLM features as the model's text condition (None for no text)."""
+    if not text:
+        return None
+    features = _text_encoder().encode([text])
+    return TextCondition(features.tokens, features.mask, features.pooled, torch.ones(1, dtype=torch.bool))
+
+
+@dataclass
+class ModelBundle:
+    """A trained effect transformer, its autoencoder and its task config."""
+
+    kind: Kind
+    net: EffectTransformer
+    autoencoder: FrameAutoencoder
+    task: TaskConfig
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ModelBundle:
+        directory = resolve_model(directory)
+        saved = ckpt.read_config(directory)
+        kind = saved.get("kind")
+        if kind not in ("teacher", "student"):
+            raise ckpt.CheckpointError(f"{directory}: holds a {kind!r} checkpoint, not an effect model")
+        task = TaskConfig.from_dict(saved["task"], directory)
+        if kind == "student" and not task.student_times:
+            raise ckpt.CheckpointError(f"{directory}: a student checkpoint without its student_times")
+        net = EffectTransformer(EffectModelConfig.from_dict(saved["model"]))
+        ckpt.load_into(net, ckpt.read_weights(directory), directory)
+        net.requires_grad_(False)
+        autoencoder = load_autoencoder(directory / task.autoencoder).requires_grad_(False)
+        return cls(kind, net.eval(), autoencoder, task)
+
+    # ------------------------------------------------------------------------------------- facts
+
+    @property
+    def is_student(self) -> bool:
+        return self.kind == "student"
+
+    @property
+    def residual(self) -> bool:
+        return self.net.config.predict_residual
+
+    @property
+    def resolution(self) -> int:
+        return self.task.resolution
+
+    @property
+    def latent_side(self) -> int:
+        return self.task.resolution // self.autoencoder.config.downsample
+
+    @property
+    def window_frames(self) -> int:
+        """Frames per model call: a teacher's whole window, a student's chunk."""
+        return self.net.config.chunk_frames if self.is_student else self.task.frames
+
+    def default_sampling(self) -> Sampling:
+        """From noise, in the student's own steps (a teacher: 50 Euler steps)."""
+        return Sampling(len(self.task.student_times) if self.is_student else 50)
+
+    def times(self, sampling: Sampling) -> torch.Tensor:
+        """The student's times for ``sampling`` [S] (a subset of its trained times)."""
+        return torch.tensor(sampling.student_times(self.task.student_times))
+
+    # ------------------------------------------------------------------------------------- steps
+
+    @torch.no_grad()
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[F, 3, R, R] in [-1, 1] -> latents [1, F, C, h, w]."""
+        return torch.cat([self.autoencoder.encode(part) for part in pixels.split(16)])[None]
+
+    @torch.no_grad()
+    def reference(self, source: torch.Tensor, edited: torch.Tensor, mask: torch.Tensor) -> Reference:
+        """A keyframe pair [3, R, R] each (in [-1, 1]) and its mask [1, h, w] -> the model's reference."""
+        pair = self.autoencoder.encode(torch.stack([source, edited]))
+        target = to_diffusion_space(pair[1:], pair[:1], self.residual)
+        return Reference(pair[:1], target, mask[None], torch.ones(1, dtype=torch.bool))
+
+    @torch.no_grad()
+    def denoise(
+        self,
+        cond: EffectCondition,
+        noise: torch.Tensor,
+        sampling: Sampling,
+        cache: KVCache | None = None,
+        reuse: TokenReuse | None = None,
+        guidance: Guidance = NO_GUIDANCE,
+    ) -> torch.Tensor:
+        """noise [B, F, C, h, w] -> the clean sample x0 in diffusion space [B, F, C, h, w].
+
+        A student needs ``cache`` (it runs chunk by chunk and appends each chunk); a teacher attends
+        over the whole window. With ``sampling.start`` < 1 the start is the source (residual 0)
+        noised to that time.
+        """
+        source = to_diffusion_space(cond.source, cond.source, self.residual)  # the source's own x0
+        with autocast(noise.device):
+            if self.is_student:
+                if cache is None:
+                    raise ValueError("a causal student denoises with a KV cache (rollout.new_cache)")
+                times = self.times(sampling)
+                start = noise if times[0] >= 1.0 else (1 - times[0]) * source + times[0] * noise
+                return rollout(self.net, cond, start, times, cache, reuse=reuse).float()
+            times = sampling.teacher_times(self.task.shift)
+            start = noise if times[0] >= 1.0 else (1 - times[0]) * source + times[0] * noise
+            return euler_sample(self.net, cond, start, torch.tensor(times), guidance).float()
+
+    @torch.no_grad()
+    def decode_target(self, x0: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """The whole decoded target [F, 3, R, R] in [-1, 1], for scoring a model at its own resolution."""
+        target = from_diffusion_space(x0.float(), source, self.residual)[0]
+        return torch.cat([self.autoencoder.decode(part) for part in target.split(16)]).clamp(-1, 1)
+
+    @torch.no_grad()
+    def decode_edit(self, x0: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """The model's change as pixels [F, 3, R, R]: decode(target) - decode(source), a "delta decode".
+
+        The autoencoder's own reconstruction error cancels, so where the model changes nothing the
+        change is zero and the full-resolution source shows through untouched.
+        """
+        target = from_diffusion_space(x0.float(), source, self.residual)[0]
+        both = torch.cat([target, source[0]])
+        pixels = torch.cat([self.autoencoder.decode(part) for part in both.split(16)])
+        edited, rebuilt = pixels.split(len(target))
+        return edited.clamp(-1, 1) - rebuilt.clamp(-1, 1)

@@ -1,0 +1,212 @@
+"""Frames in, edited frames out, around one model: what a stream and an offline clip share.
+
+    editor = FrameEditor(bundle, EffectRequest.parse("neon_outline_cyan"))
+    frame = editor.prepare(image)                   # parse, the model's window, source latent, masks
+    cond = editor.condition([frame, ...], reference, text)
+    x0 = bundle.denoise(cond, noise, sampling, cache)    # the caller decides how the model runs
+    outputs = editor.finish([frame, ...], x0, cond)      # delta decode -> gate -> full resolution
+
+Per frame: live parsing (`parsing.live`, landmarks only when the effect's region needs them), the
+model's square window (around the person, following them smoothly; the whole frame for effects that
+reach the frame's edges), the source latent, the model's mask (the edit region for local edits, the
+person for effects) and the effect's scope at full resolution. After the model: the change as a delta
+decode, its gate (the scope times the change's strength) and the full-resolution edit (`edit.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from streamingeffect.data.dataset import to_signed
+from streamingeffect.effects import Category, UnknownEffectError, get_category
+from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
+from streamingeffect.parsing.live import LiveParse, LiveParser
+from streamingeffect.pipeline.bundle import ModelBundle
+from streamingeffect.pipeline.edit import (
+    GateRule,
+    GuidedFilter,
+    LowResEdit,
+    Window,
+    apply_edit,
+    gray,
+    person_window,
+    whole_frame_window,
+)
+from streamingeffect.pipeline.scopes import EffectScope, scope_for
+
+LANDMARK_REGIONS = ("face", "hair", "hands", "torso")
+
+
+class EffectRequestError(ValueError):
+    """An effect id or prompt that cannot be used; the message says what would be."""
+
+
+@dataclass(frozen=True)
+class EffectRequest:
+    """What to apply: a text (a catalog description or a prompt), its category if any, and its scope."""
+
+    text: str | None
+    category: Category | None
+    scope: EffectScope
+    label: str
+
+    @property
+    def local(self) -> bool:
+        """A local edit ("edit" kind): the model is given the edit region rather than the person."""
+        return self.category is not None and self.category.kind == "edit"
+
+    @property
+    def model_region(self) -> str:
+        return self.category.region if self.local and self.category else "person"
+
+    @property
+    def needs_landmarks(self) -> bool:
+        return self.scope.region in LANDMARK_REGIONS or self.model_region in LANDMARK_REGIONS
+
+    @classmethod
+    def parse(cls, id_or_prompt: str) -> EffectRequest:
+        """A catalog id, or a free prompt (anything that does not look like an id)."""
+        text = id_or_prompt.strip()
+        if not text:
+            raise EffectRequestError("empty prompt: describe the effect, e.g. 'a glowing cyan neon outline'")
+        try:
+            category = get_category(text)
+        except UnknownEffectError:
+            if " " not in text and "_" in text:  # meant as an id: the error says which ids are close
+                raise
+            return cls(text, None, scope_for(None), f"prompt: {text}")
+        return cls(category.descriptions[0], category, scope_for(category), category.id)
+
+    @classmethod
+    def keyframe_only(cls) -> EffectRequest:
+        """A keyframe with no text: it acts on the person and around them."""
+        return cls(None, None, scope_for(None), "keyframe")
+
+
+@dataclass(frozen=True)
+class EditorOptions:
+    parse_side: int = 256  # MediaPipe sees frames at most this large (speed)
+    follow: float = 0.2  # share of the way the window moves toward the person each frame
+    dead_zone: float = 0.05  # ... once the person's centre is this far (share of the side) off
+    guided: GuidedFilter = field(default_factory=GuidedFilter)
+    gate: GateRule = field(default_factory=GateRule)
+
+
+@dataclass
+class PreparedFrame:
+    """A frame on its way through the model."""
+
+    image: np.ndarray  # [H, W, 3] uint8
+    pushed_at: float
+    parse: LiveParse
+    window: Window
+    latent: torch.Tensor  # [C, h, w] source latent of the window
+    mask: torch.Tensor  # [1, h, w] the model's mask (edit region or person) at latent resolution
+    scope: np.ndarray  # [H, W] float where the effect may act
+    guide: np.ndarray  # [R, R] gray of the window as the model saw it
+
+
+class FrameEditor:
+    """Prepares frames for a model and turns its results into full-resolution edits (module doc)."""
+
+    def __init__(self, bundle: ModelBundle, request: EffectRequest, options: EditorOptions = EditorOptions()):
+        self.bundle, self.request, self.options = bundle, request, options
+        self.parser = LiveParser(options.parse_side)
+        self._window: Window | None = None
+        self._index = 0
+
+    def set_request(self, request: EffectRequest) -> None:
+        if request.scope.whole_frame != self.request.scope.whole_frame:
+            self._window = None  # another kind of window
+        self.request = request
+
+    def reset(self) -> None:
+        """A new stream: forget the window and the parser's temporal state."""
+        self.parser.reset()
+        self._window, self._index = None, 0
+
+    def close(self) -> None:
+        self.parser.close()
+
+    # ------------------------------------------------------------------------------------- frames
+
+    def parse(self, image: np.ndarray) -> LiveParse:
+        parse = self.parser(image, self.request.needs_landmarks, index=self._index)
+        self._index += 1
+        return parse
+
+    def prepare(
+        self, image: np.ndarray, pushed_at: float | None = None, parse: LiveParse | None = None
+    ) -> PreparedFrame:
+        """image [H, W, 3] uint8 RGB (and its parse, if the caller timed it apart) -> ready for the model."""
+        parse = self.parse(image) if parse is None else parse
+        window = self._follow(parse)
+        resolution, side = self.bundle.resolution, self.bundle.latent_side
+        cut = window.cut(image, resolution)
+        latent = self.bundle.encode(to_signed(cut[None]))[0, 0]
+        model_mask = parse.region_at_frame_size(self.request.model_region)
+        scope = self.request.scope.mask(parse.parts.regions)
+        height, width = image.shape[:2]
+        return PreparedFrame(
+            image=image,
+            pushed_at=time.perf_counter() if pushed_at is None else pushed_at,
+            parse=parse,
+            window=window,
+            latent=latent,
+            mask=torch.from_numpy(window.cut(model_mask, side))[None],
+            scope=cv2.resize(scope, (width, height), interpolation=cv2.INTER_LINEAR),
+            guide=gray(cut),
+        )
+
+    def _follow(self, parse: LiveParse) -> Window:
+        """The model's window: the whole frame, or the square on the person, moving toward them smoothly
+        (a jumpy window would look like a shaking camera to the model)."""
+        if self.request.scope.whole_frame:
+            return whole_frame_window(parse.frame_size)
+        wanted = person_window(parse.person, parse.frame_size)
+        current = self._window
+        if current is None or current.side != wanted.side or not (parse.person > 0.5).any():
+            self._window = current if current is not None and current.side == wanted.side else wanted
+            return self._window
+        dx, dy = wanted.x0 - current.x0, wanted.y0 - current.y0
+        if max(abs(dx), abs(dy)) > self.options.dead_zone * current.side:
+            step = self.options.follow
+            self._window = Window(round(current.x0 + step * dx), round(current.y0 + step * dy), current.side)
+        return self._window
+
+    # ------------------------------------------------------------------------------------- model
+
+    def reference(self, source: np.ndarray, edited: np.ndarray, frame: PreparedFrame) -> Reference:
+        """A keyframe (its source frame and the edited frame, [H, W, 3] uint8) in ``frame``'s window."""
+        resolution = self.bundle.resolution
+        pair = to_signed(
+            np.stack([frame.window.cut(source, resolution), frame.window.cut(edited, resolution)])
+        )
+        return self.bundle.reference(pair[0], pair[1], frame.mask)
+
+    @staticmethod
+    def condition(
+        frames: list[PreparedFrame], reference: Reference | None, text: TextCondition | None
+    ) -> EffectCondition:
+        source = torch.stack([f.latent for f in frames])[None]  # [1, F, C, h, w]
+        mask = torch.stack([f.mask for f in frames])[None]  # [1, F, 1, h, w]
+        return EffectCondition(source, mask, reference, text)
+
+    def finish(
+        self, frames: list[PreparedFrame], x0: torch.Tensor, cond: EffectCondition
+    ) -> list[np.ndarray]:
+        """The model's clean sample x0 [1, F, C, h, w] (diffusion space) -> the edited frames."""
+        change = self.bundle.decode_edit(x0, cond.source)  # [F, 3, R, R] in [-2, 2]
+        lows = (change / 2).permute(0, 2, 3, 1).numpy()  # [F, R, R, 3] in units of full scale
+        return [self.apply(frame, low) for frame, low in zip(frames, lows, strict=True)]
+
+    def apply(self, frame: PreparedFrame, change: np.ndarray) -> np.ndarray:
+        """One frame's change at model resolution [R, R, 3] -> the edited frame at full resolution."""
+        region_low = frame.window.cut(frame.scope, change.shape[0])
+        edit = LowResEdit(frame.window, change, self.options.gate(change, region_low), frame.guide)
+        return apply_edit(frame.image, edit, frame.scope, self.options.guided)
