@@ -39,6 +39,7 @@ from streamingeffect.io.images import to_rgb
 from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
 from streamingeffect.models.token_reuse import TokenReuse
 from streamingeffect.objectives.teacher import from_diffusion_space, to_diffusion_space
+from streamingeffect.parsing.live import LiveParser
 from streamingeffect.rollout import new_cache, rollout
 
 log = logging.getLogger(__name__)
@@ -164,9 +165,7 @@ class EffectStream:
         self._pending: list[_Frame] = []
         self._size: tuple[int, int] | None = None  # (height, width) fixed by the first frame
         self._crop: tuple[int, int, int] | None = None  # (x0, y0, side) in frame pixels
-        self._person_state: np.ndarray | None = None
-        self._parser: Any = None
-        self._parser_landmarks = False
+        self._live = LiveParser(options.parse_side, options.mask_smoothing)
         side = model.resolution // model.autoencoder.config.downsample
         self._noise_shape = (1, model.net.config.chunk_frames, model.net.config.latent_channels, side, side)
         self._generator = torch.Generator().manual_seed(options.seed)  # a stream is reproducible
@@ -273,16 +272,15 @@ class EffectStream:
         self._reuse.clear()
         self._previous_source = None
         self._pending.clear()
-        self._size, self._crop, self._person_state, self._reference = None, None, None, None
+        self._size, self._crop, self._reference = None, None, None
+        self._live.reset()
         self._anchor = None
         self._sink_stale = True
         self._generator.manual_seed(self.options.seed)
         self._noise = None
 
     def close(self) -> None:
-        if self._parser is not None:
-            self._parser.close()
-            self._parser = None
+        self._live.close()
 
     def __enter__(self) -> EffectStream:
         return self
@@ -330,42 +328,10 @@ class EffectStream:
 
     def _parse(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """-> (the mask the model is given: the effect's region or the person, the person) [H, W] float."""
-        from streamingeffect.parsing.masks import region_masks, stabilize_person
-        from streamingeffect.parsing.mediapipe_parser import HumanParser
-
-        height, width = image.shape[:2]
-        scale = min(1.0, self.options.parse_side / max(height, width))
-        small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
         effect = self._effect
-        need_landmarks = effect is not None and effect.local
-        if self._parser is None or (need_landmarks and not self._parser_landmarks):
-            if self._parser is not None:
-                self._parser.close()
-            self._parser = HumanParser(
-                video_mode=True, hands=need_landmarks, pose=need_landmarks, face=need_landmarks
-            )
-            self._parser_landmarks = need_landmarks
-        probability = self._parser.person_mask(small).astype(np.float32) / 255
-        smoothing = self.options.mask_smoothing
-        if self._person_state is None or self._person_state.shape != probability.shape:
-            self._person_state = probability
-        self._person_state = smoothing * self._person_state + (1 - smoothing) * probability
-        person = stabilize_person(self._person_state[None])[0]
-        mask = person
-        if need_landmarks:
-            face, hands, pose = self._parser.landmarks(small)
-            regions = region_masks(
-                person,
-                face[:, :2] if np.isfinite(face).all() else None,
-                [h[:, :2] for h in hands if np.isfinite(h).all()],
-                np.concatenate([pose[:, :2], pose[:, 3:4]], 1) if np.isfinite(pose).all() else None,
-            )
-            mask = regions.get(effect.region)  # type: ignore[union-attr]
-        full = (width, height)
-        return (
-            cv2.resize(mask, full, interpolation=cv2.INTER_LINEAR),
-            cv2.resize(person, full, interpolation=cv2.INTER_LINEAR),
-        )
+        local = effect is not None and effect.local
+        parsed = self._live.parse(image, landmarks=local)
+        return parsed.mask(effect.region if local else "person"), parsed.mask("person")  # type: ignore[union-attr]
 
     def _choose_crop(self, person: np.ndarray) -> tuple[int, int, int]:
         from streamingeffect.parsing.masks import person_crop
