@@ -294,8 +294,9 @@ class NetworkPush:
             self._relay.close()
 
     def _reason(self, error: BaseException) -> str:
+        """What went wrong, in FFmpeg's (or the relay's) words, with the URL's secrets masked."""
         failure = self._relay.failure() if self._relay is not None else ""
-        return failure or str(error) or type(error).__name__
+        return (failure or str(error) or type(error).__name__).replace(self.url, self.label)
 
     # -------------------------------------------------------------------------------- frames
 

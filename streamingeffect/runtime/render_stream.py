@@ -21,6 +21,20 @@ from streamingeffect.parsing.live import LiveParser
 from streamingeffect.runtime.stream import StreamError
 
 STAGES = ("parse", "render")
+# Families that draw from the person mask (or the frame) alone. They skip MediaPipe's face, hand and pose
+# models, most of a frame's parsing (pose ~50 ms, hands ~20, face ~13 against ~6 for the person at
+# 256x144 on this CPU); every other family gets all landmarks. tests/test_live_outputs.py checks that
+# each of these renders the same with and without landmarks.
+MASK_ONLY_FAMILIES = frozenset(
+    {
+        "background_blur", "background_desaturate", "background_replace", "bokeh", "block_glitch",
+        "cartoon", "color_grade", "comic_outline", "confetti", "cutout", "digital_rain", "duotone",
+        "echo_trails", "falling_leaves", "film_grain", "fire_aura", "fireflies", "floating_hearts", "fog",
+        "force_field", "glow_aura", "halftone", "hologram", "lightning", "mirror", "neon_edges",
+        "neon_outline", "night_vision", "pop_art", "rain", "silhouette", "sketch", "smoke", "snow",
+        "statue", "vhs", "vignette", "xray",
+    }
+)  # fmt: skip
 
 
 class LiveStream(Protocol):
@@ -142,7 +156,7 @@ class RenderStream:
         self._size = image.shape[:2]
         self._stats.frames_in += 1
         start = time.perf_counter()
-        parsed = self._live.parse(image, landmarks=True)  # families anchor to the face, hands, pose
+        parsed = self._live.parse(image, landmarks=self._category.family not in MASK_ONLY_FAMILIES)
         parts = parsed.frame_parts(self._slot, self._slot / self.options.fps)
         self._last_parsed = (image, parts.person)
         rendered = time.perf_counter()

@@ -28,18 +28,25 @@ from streamingeffect.studio.transport import LatestQueue
 
 BACKGROUNDS = ("none", "chroma", "transparent")
 CHANGE_LEVEL = 24  # a pixel the effect moved by more than this (of 255, any channel) belongs to it
+REACH = 0.08  # how far from the person (share of the frame's short side) the effect's changes are kept
 NO_SESSION = 4404  # WebSocket close code: the session does not exist (or closed)
 
 
 def matte(output: np.ndarray, source: np.ndarray, person: np.ndarray) -> np.ndarray:
-    """[H, W] float alpha in 0..1: the person (soft) and whatever the effect changed, cleaned of specks.
+    """[H, W] float alpha in 0..1: the person (soft) and what the effect changed near them (an outline,
+    a glow), cleaned of specks. Changes far from the person are left out: a model that repaints a
+    square around the person would otherwise keep the whole square.
 
     output, source: [H, W, 3] uint8 (the same frame with and without the effect); person: [H, W] 0..1.
     """
     changed = (np.abs(output.astype(np.int16) - source).max(axis=2) > CHANGE_LEVEL).astype(np.uint8)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     changed = cv2.morphologyEx(changed, cv2.MORPH_OPEN, kernel)  # isolated specks are noise, not effect
-    changed = cv2.dilate(changed, kernel)
+    reach = max(3, round(REACH * min(person.shape)))
+    near = cv2.dilate(
+        (person > 0.5).astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * reach + 1,) * 2)
+    )
+    changed = cv2.dilate(changed & near, kernel)
     soft = cv2.GaussianBlur(changed.astype(np.float32), (0, 0), 1.5)
     return np.maximum(np.clip(person, 0, 1), soft)
 
@@ -70,6 +77,8 @@ def add_obs_routes(app: FastAPI, manager: SessionManager, page: Any) -> None:
     async def view_socket(
         websocket: WebSocket, session_id: str, background: str = "none", key: str = "00ff00"
     ) -> None:
+        # Accepted before any refusal: a refused handshake would reach the page without its reason.
+        await websocket.accept()
         session = manager.sessions.get(session_id)
         if session is None:
             await websocket.close(code=NO_SESSION, reason="no such session: open the studio first")
@@ -78,7 +87,6 @@ def add_obs_routes(app: FastAPI, manager: SessionManager, page: Any) -> None:
             reason = f"background is one of {', '.join(BACKGROUNDS)}; key is a colour RRGGBB"
             await websocket.close(code=4400, reason=reason)
             return
-        await websocket.accept()
         outputs = LatestQueue(asyncio.get_running_loop())
 
         def listener(image: np.ndarray) -> None:
