@@ -22,9 +22,9 @@ from streamingeffect.runtime.stream import StreamError
 
 STAGES = ("parse", "render")
 # Families that draw from the person mask (or the frame) alone. They skip MediaPipe's face, hand and pose
-# models, most of a frame's parsing (pose ~50 ms, hands ~20, face ~13 against ~6 for the person at
-# 256x144 on this CPU); every other family gets all landmarks. tests/test_live_outputs.py checks that
-# each of these renders the same with and without landmarks.
+# models, most of a frame's parsing (measured at 256x144 on the 2-core CPU, shared at the time: pose 48
+# ms, hands 23, face 13, the person mask 6); every other family gets all landmarks.
+# tests/test_live_outputs.py checks that each of these renders the same with and without landmarks.
 MASK_ONLY_FAMILIES = frozenset(
     {
         "background_blur", "background_desaturate", "background_replace", "bokeh", "block_glitch",
