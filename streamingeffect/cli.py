@@ -273,8 +273,10 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from streamingeffect.runtime.runner import RunConfig, run
+    from streamingeffect.io.live import PushSettings
+    from streamingeffect.runtime.runner import RunConfig, run, split_outputs
 
+    output, live_outputs = split_outputs(args.output or [])
     run(
         RunConfig(
             input=args.input,
@@ -282,7 +284,12 @@ def _run(args: argparse.Namespace) -> None:
             prompt=args.prompt,
             keyframe=Path(args.keyframe) if args.keyframe else None,
             keyframe_source=Path(args.keyframe_source) if args.keyframe_source else None,
-            output=Path(args.output) if args.output else None,
+            output=output,
+            live_outputs=live_outputs,
+            virtualcam_backend=args.virtualcam_backend,
+            push=PushSettings(bitrate_kbps=args.bitrate),
+            control_port=args.control_port,
+            engine=args.engine,
             preview_port=args.preview_port,
             raw_stdout=args.raw_stdout,
             size=args.size,
@@ -294,6 +301,25 @@ def _run(args: argparse.Namespace) -> None:
             stats_json=Path(args.stats_json) if args.stats_json else None,
         )
     )
+
+
+def _ctl(args: argparse.Namespace) -> None:
+    from streamingeffect.runtime.control import ControlClient
+
+    client = ControlClient(args.port)
+    if args.action == "set-effect":
+        result = client.set_effect(args.effect)
+    elif args.action == "set-prompt":
+        result = client.set_prompt(args.prompt)
+    elif args.action == "set-keyframe":
+        result = client.set_keyframe(Path(args.image), Path(args.source) if args.source else None)
+    elif args.action == "clear":
+        result = client.clear_keyframe()
+    elif args.action == "frame":
+        result = {"frame": str(client.save_frame(Path(args.out)))}
+    else:
+        result = client.stats()
+    print(json.dumps(result, indent=2))
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -480,7 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--prompt", help="free text describing the effect")
     live.add_argument("--keyframe", help="an edited frame of this video: its edit propagates to the stream")
     live.add_argument("--keyframe-source", help="the frame the keyframe was edited from (default: the first)")
-    live.add_argument("--output", help="mp4 file (the input's sound is passed through)")
+    live.add_argument(
+        "--output",
+        action="append",
+        help="an mp4 file, virtualcam[:DEVICE] (a webcam for Zoom, Meet, OBS), or rtmp://, srt://, "
+        "udp:// to push to; repeat for several (the input's sound is passed through)",
+    )
     live.add_argument("--preview-port", type=int, default=None, help="serve an MJPEG preview on this port")
     live.add_argument("--raw-stdout", action="store_true", help="write raw rgb24 frames to stdout")
     live.add_argument("--size", type=_size, default=None, help="process and output at WxH (default: input)")
@@ -490,7 +521,32 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--max-frames", type=int, default=None)
     live.add_argument("--no-mask-cache", action="store_true", help="recompute every token of every frame")
     live.add_argument("--stats-json", help="write the JSON summary here too")
+    live.add_argument(
+        "--engine",
+        choices=("model", "render"),
+        default="model",
+        help="model: the learned student (prompts, keyframes); render: catalog effects drawn exactly by the "
+        "procedural renderer",
+    )
+    live.add_argument(
+        "--control-port", type=int, default=None, help="serve the live control API on 127.0.0.1:PORT"
+    )
+    live.add_argument("--bitrate", type=int, default=2500, help="video kbit/s of an rtmp/srt/udp push")
+    live.add_argument("--virtualcam-backend", help="pyvirtualcam backend (default: whichever works)")
     live.set_defaults(run=_run)
+
+    ctl = commands.add_parser("ctl", help="control a running `run --control-port` stream")
+    ctl.add_argument("--port", type=int, default=7870, help="the stream's --control-port")
+    ctl_cmds = ctl.add_subparsers(dest="action", required=True)
+    ctl_cmds.add_parser("set-effect", help="switch to a catalog effect").add_argument("effect")
+    ctl_cmds.add_parser("set-prompt", help="switch to a free prompt (--engine model)").add_argument("prompt")
+    keyframe = ctl_cmds.add_parser("set-keyframe", help="an edited frame becomes the reference")
+    keyframe.add_argument("image", help="the edited frame (PNG/JPEG/WebP)")
+    keyframe.add_argument("--source", help="the frame it was edited from (default: the last `ctl frame`)")
+    ctl_cmds.add_parser("clear", help="drop the keyframe")
+    ctl_cmds.add_parser("stats", help="the stream's figures")
+    ctl_cmds.add_parser("frame", help="save the latest frame to edit").add_argument("out")
+    ctl.set_defaults(run=_ctl)
 
     studio = commands.add_parser("serve", help="the web studio: live effects on the browser's webcam")
     studio.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
@@ -546,10 +602,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input, shown as one line instead of a trace."""
     from streamingeffect.io import SourceError, VideoError
     from streamingeffect.io.images import ImageError
+    from streamingeffect.io.live import OutputError
     from streamingeffect.models.checkpoint import CheckpointError
+    from streamingeffect.runtime.control import ControlError
 
     return (
         CheckpointError,
+        OutputError,
+        ControlError,
         VideoError,
         ImageError,
         SourceError,

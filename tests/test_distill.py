@@ -13,12 +13,12 @@ from test_models import B, C, H, W, condition, tiny
 
 from streamingeffect.diffusion import flow
 from streamingeffect.eval.distill_bench import run_distill_benchmark
-from streamingeffect.pipeline import ModelBundle
 from streamingeffect.models import checkpoint as ckpt
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectTransformer
 from streamingeffect.objectives import distill
+from streamingeffect.pipeline import ModelBundle
 from streamingeffect.rollout import StudentSchedule
 from streamingeffect.train.distill import PAIRS_FILE, OdePairs, train_ode_init, train_student
 from streamingeffect.train.trainer import TrainConfig
@@ -123,7 +123,11 @@ def test_ode_init_then_dmd_end_to_end_with_resume(tmp_path: Path) -> None:
     pairs = OdePairs.load(ode / PAIRS_FILE)
     assert len(pairs) == 3 and pairs.trajectory.shape[1:3] == (3, 4)  # noise, 1 mid state, x0; 4 frames
     saved = ckpt.read_config(ode)
-    assert saved["kind"] == "student" and saved["model"]["chunk_frames"] == 2 and len(saved["task"]["student_times"]) == 2
+    assert (
+        saved["kind"] == "student"
+        and saved["model"]["chunk_frames"] == 2
+        and len(saved["task"]["student_times"]) == 2
+    )
     assert len(_rows(ode)) == 3 and all(float(r["mse_x0"]) >= 0 for r in _rows(ode))
     student = ModelBundle.load(ode)
     assert student.net.config.window_chunks == 1 and student.resolution == 32

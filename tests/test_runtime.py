@@ -7,13 +7,12 @@ import json
 import threading
 import time
 import urllib.request
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
+from clips import clip_with_sound
 
 from streamingeffect.cli import main
 from streamingeffect.effects import UnknownEffectError
@@ -215,32 +214,10 @@ def test_bad_input_is_a_clear_error_or_a_recovery(student: Path, frames: list[np
         EffectStream(ModelBundle.load(folder))
 
 
-def _clip_with_sound(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        audio = container.add_stream("aac", rate=16000)
-        for frame in frames:
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in video.encode(None):
-            container.mux(packet)
-        samples = len(frames) * 16000 // fps
-        tone = (0.3 * np.sin(np.arange(samples) * 2 * np.pi * 440 / 16000)).astype(np.float32)
-        for start in range(0, samples, 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, start : start + 1024], format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts, chunk.time_base = 16000, start, Fraction(1, 16000)
-            for packet in audio.encode(chunk):
-                container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
-    return path
-
-
 def test_run_command_writes_video_with_the_sound_and_a_summary(
     student: Path, frames: list[np.ndarray], tmp_path: Path
 ) -> None:
-    clip = _clip_with_sound(tmp_path / "in.mp4", frames[:8])
+    clip = clip_with_sound(tmp_path / "in.mp4", frames[:8])
     out, stats = tmp_path / "out.mp4", tmp_path / "stats.json"
     code = main(
         [

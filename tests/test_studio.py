@@ -26,9 +26,9 @@ from studio_helpers import (
 )
 from websockets.sync.client import connect
 
-from streamingeffect.pipeline import ModelBundle
 from streamingeffect.io import bundled_clips, probe, read_frames
 from streamingeffect.io.images import decode_image, encode_image
+from streamingeffect.pipeline import ModelBundle
 from streamingeffect.studio.server import create_app, find_effects
 from streamingeffect.studio.session import StudioConfig
 

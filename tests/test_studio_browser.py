@@ -19,8 +19,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test n
 
 from studio_helpers import call, decode_data_url, running_studio  # noqa: E402
 
-from streamingeffect.pipeline import ModelBundle  # noqa: E402
 from streamingeffect.io import VideoWriter, bundled_clips, read_frames  # noqa: E402
+from streamingeffect.pipeline import ModelBundle  # noqa: E402
 from streamingeffect.studio.session import StudioConfig  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")

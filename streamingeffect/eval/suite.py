@@ -444,7 +444,8 @@ def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: st
         f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). Clip "
         f"`{config.clip}` ({width}x{height}, a held-out person), {config.frames} frames, categories "
         + ", ".join(f"`{c}`" for c in config.categories)
-        + ". PSNR (dB) against the renderer's ground truth at full resolution, inside / outside the edit mask, "
+        + ". PSNR (dB) against the renderer's ground truth at full resolution, inside / outside the edit "
+        "mask, "
         "through the inference pipeline. Start 1 is pure noise; below 1 the start is the source (residual 0) "
         f"noised to that time. Passing the source through scores {identity['text']:.2f} dB inside.",
         "",

@@ -57,10 +57,16 @@ def save_image(path: str | Path, array: Any) -> None:
 
 
 def encode_image(image: np.ndarray, extension: str = ".jpg", quality: int = 85) -> bytes:
-    """An RGB [H, W, 3] or grayscale [H, W] uint8 image as the bytes of a ``.jpg`` or ``.png`` file
-    (for the network: the MJPEG preview, the studio). Raises ValueError if OpenCV cannot encode it."""
-    pixels = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    options = [cv2.IMWRITE_JPEG_QUALITY, quality] if extension == ".jpg" else []
+    """An RGB [H, W, 3], RGBA [H, W, 4] (``.png``, ``.webp``) or grayscale [H, W] uint8 image as the
+    bytes of a ``.jpg``, ``.png`` or ``.webp`` file (for the network: the MJPEG preview, the studio).
+    Raises ValueError if OpenCV cannot encode it."""
+    if image.ndim == 3:
+        code = cv2.COLOR_RGBA2BGRA if image.shape[2] == 4 else cv2.COLOR_RGB2BGR
+        pixels = cv2.cvtColor(image, code)
+    else:
+        pixels = image
+    qualities = {".jpg": cv2.IMWRITE_JPEG_QUALITY, ".webp": cv2.IMWRITE_WEBP_QUALITY}
+    options = [qualities[extension], quality] if extension in qualities else []
     ok, data = cv2.imencode(extension, pixels, options)
     if not ok:
         raise ValueError(f"encoding a {image.shape} image as {extension} failed")

@@ -1,22 +1,37 @@
-"""`streamingeffect run`: a source, an EffectStream, sinks, a pacer for live input, a status line."""
+"""`streamingeffect run`: a source, a live stream (the learned model's EffectStream or the renderer's
+RenderStream), sinks, a pacer for live input, an optional control API, a status line."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from streamingeffect.io import SourceError
+from streamingeffect.io.live import NetworkPush, OutputError, PushSettings, VirtualCamera
 from streamingeffect.io.video import Frame
-from streamingeffect.runtime.endpoints import MjpegPreview, Mp4Sink, StdoutSink, open_source, realtime
+from streamingeffect.runtime.endpoints import (
+    FrameSource,
+    MjpegPreview,
+    Mp4Sink,
+    StdoutSink,
+    open_source,
+    realtime,
+)
 from streamingeffect.runtime.pacer import LatestFramePacer
+from streamingeffect.runtime.render_stream import LiveStream, RenderOptions, RenderStream
 from streamingeffect.runtime.stream import EffectStream
+
+ENGINES = ("model", "render")
 
 
 class Sink(Protocol):
@@ -43,6 +58,11 @@ class RunConfig:
     mask_cache: bool = True
     stats_json: Path | None = None
     status: bool = True  # the live status line and the printed summary
+    live_outputs: tuple[str, ...] = ()  # "virtualcam[:DEVICE]", "rtmp://...", "srt://...", "udp://..."
+    virtualcam_backend: str | None = None  # a pyvirtualcam backend name (default: whichever works)
+    push: PushSettings = field(default_factory=PushSettings)
+    control_port: int | None = None  # serve the live control API on 127.0.0.1:PORT
+    engine: str = "model"  # "model": the learned student; "render": the procedural renderer
 
 
 def run(config: RunConfig) -> dict[str, Any]:
@@ -51,17 +71,23 @@ def run(config: RunConfig) -> dict[str, Any]:
 
     if config.effect is None and config.prompt is None and config.keyframe is None:
         raise ValueError("give --effect ID, --prompt TEXT or --keyframe EDITED.png")
-    if config.output is None and config.preview_port is None and not config.raw_stdout:
-        raise ValueError("nowhere to send the frames: give --output OUT.mp4, --preview-port or --raw-stdout")
+    if (
+        config.output is None
+        and config.preview_port is None
+        and not config.raw_stdout
+        and not config.live_outputs
+    ):
+        raise ValueError(
+            "nowhere to send the frames: give --output OUT.mp4|virtualcam|rtmp://..., --preview-port "
+            "or --raw-stdout"
+        )
+    _check_engine(config)
     keyframe = load_image(config.keyframe) if config.keyframe else None
     keyframe_source = load_image(config.keyframe_source) if config.keyframe_source else None
-    stream = EffectStream.from_pretrained(config.model, steps=config.steps, mask_cache=config.mask_cache)
-    if config.effect or config.prompt:
-        stream.set_effect(config.effect or config.prompt or "")
     source = open_source(config.input, config.size, config.max_frames)
-    if config.effect or config.prompt:
-        stream.warmup(config.size[::-1] if config.size else (256, 256))
-    sinks: list[Sink] = []
+    size = _first_frame_size(source)
+    sinks: list[Sink] = _open_live_outputs(config, source, size)  # no camera, no server: fails now
+    stream = _prepare_stream(config, source.fps, size, sinks)
     if config.output is not None:
         sinks.append(Mp4Sink(config.output, source.fps, source.path if source.has_audio else None))
     if config.preview_port is not None:
@@ -70,34 +96,48 @@ def run(config: RunConfig) -> dict[str, Any]:
         sinks.append(preview)
     if config.raw_stdout:
         sinks.append(StdoutSink())
-    paced = source.live or config.realtime
+    # A live output (a camera, a server) takes frames at the input's rate: files are paced as a camera.
+    live_rate = bool(config.live_outputs) and not source.live
+    paced = source.live or config.realtime or live_rate
     frames: Iterable[Frame] = source.frames
     pacer = None
     if paced:
         pacer = LatestFramePacer(
-            realtime(source.frames) if config.realtime else source.frames,
+            realtime(source.frames) if config.realtime or live_rate else source.frames,
             on_drop=lambda _: stream.note_dropped(),
         )
         frames = pacer
     pushed: deque[int] = deque()
     status = _Status(stream, enabled=config.status)
     interrupted = False
+    lock = threading.Lock()  # the control API's requests and the loop take turns on the stream
+    control = None
+    open_sinks, failures = list(sinks), []
     started = time.perf_counter()
     try:
+        control = _start_control(config, stream, lock)
         try:
             for frame in frames:
-                if keyframe is not None:  # the keyframe enters with the first frame
-                    stream.set_keyframe(
-                        keyframe_source if keyframe_source is not None else frame.image, keyframe
-                    )
-                    keyframe = None
-                pushed.append(frame.index)
-                _emit(stream.push(frame.image), pushed, sinks)
+                with lock:
+                    if keyframe is not None:  # the keyframe enters with the first frame
+                        stream.set_keyframe(
+                            keyframe_source if keyframe_source is not None else frame.image, keyframe
+                        )
+                        keyframe = None
+                    pushed.append(frame.index)
+                    outputs = stream.push(frame.image)
+                _emit(outputs, pushed, open_sinks, failures)
+                if failures:  # a live output broke off: end the run, finishing the other outputs
+                    break
                 status.update()
         except KeyboardInterrupt:
             interrupted = True
-        _emit(stream.flush(), pushed, sinks)
+        with lock:
+            outputs = stream.flush()
+        _emit(outputs, pushed, open_sinks, failures)
     finally:
+        if control is not None:
+            control.close()
         if pacer is not None:
             pacer.close()
         for sink in sinks:
@@ -109,9 +149,12 @@ def run(config: RunConfig) -> dict[str, Any]:
     summary = {
         "input": source.name,
         "fps_in": source.fps,
+        "engine": config.engine,
         "paced": paced,
         "interrupted": interrupted,
         **stats,
+        "outputs": _outputs_summary(sinks),
+        "error": str(failures[0]) if failures else None,
         # End to end: reading and decoding the input, the stream, encoding and writing the output.
         "wall_s": wall,
         "end_to_end_fps": stats["frames_out"] / wall if wall > 0 else 0.0,
@@ -122,6 +165,8 @@ def run(config: RunConfig) -> dict[str, Any]:
         print(text, file=sys.stderr if config.raw_stdout else sys.stdout)
     if config.stats_json is not None:
         config.stats_json.write_text(text + "\n")
+    if failures:
+        raise failures[0]
     return summary
 
 
@@ -131,17 +176,115 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _emit(outputs: list[np.ndarray], pushed: deque[int], sinks: list[Sink]) -> None:
+def _emit(
+    outputs: list[np.ndarray], pushed: deque[int], sinks: list[Sink], failures: list[OutputError]
+) -> None:
+    """Each output to every sink; a live output that fails leaves ``sinks`` (its error is kept)."""
     for image in outputs:
         index = pushed.popleft()
+        for sink in list(sinks):
+            try:
+                sink.write(image, index)
+            except OutputError as error:
+                failures.append(error)
+                sinks.remove(sink)
+
+
+# ------------------------------------------------------------------ engines, live outputs, control
+
+
+def split_outputs(targets: Sequence[str]) -> tuple[Path | None, tuple[str, ...]]:
+    """``--output`` values -> (the mp4 file, if any; the live outputs: virtualcam and stream URLs)."""
+    live = tuple(t for t in targets if t == "virtualcam" or t.startswith("virtualcam:") or "://" in t)
+    files = [t for t in targets if t not in live]
+    if len(files) > 1:
+        raise ValueError(f"one file output at most (got {', '.join(files)}); live outputs may be added")
+    return (Path(files[0]) if files else None), live
+
+
+def _check_engine(config: RunConfig) -> None:
+    if config.engine not in ENGINES:
+        raise ValueError(f"unknown engine {config.engine!r}: use one of {', '.join(ENGINES)}")
+    if config.engine == "render" and (config.keyframe or config.prompt):
+        raise ValueError(
+            "--engine render draws catalog effects (--effect ID); keyframes and prompts need --engine model"
+        )
+
+
+def _prepare_stream(config: RunConfig, fps: float, size: tuple[int, int], sinks: list[Sink]) -> LiveStream:
+    """The engine's stream with the effect set and warmed up at the input's size; if that fails, the
+    live outputs already open are closed."""
+    try:
+        stream: LiveStream
+        if config.engine == "render":
+            stream = RenderStream(RenderOptions(fps=fps))
+        else:
+            stream = EffectStream.from_pretrained(
+                config.model, steps=config.steps, mask_cache=config.mask_cache
+            )
+        if config.effect or config.prompt:
+            stream.set_effect(config.effect or config.prompt or "")
+            stream.warmup(size[::-1])
+    except BaseException:
         for sink in sinks:
-            sink.write(image, index)
+            sink.close()
+        raise
+    return stream
+
+
+def _first_frame_size(source: FrameSource) -> tuple[int, int]:
+    """(width, height) of the source's first frame, which stays at the front of ``source.frames``."""
+    first = next(source.frames, None)
+    if first is None:
+        raise SourceError(f"{source.name}: no frames")
+    source.frames = itertools.chain([first], source.frames)
+    return first.image.shape[1], first.image.shape[0]
+
+
+def _open_live_outputs(config: RunConfig, source: FrameSource, size: tuple[int, int]) -> list[Sink]:
+    """The virtual camera and network pushes, opened at once so a missing one fails before the model
+    loads; on a failure the ones already open are closed."""
+    sinks: list[Sink] = []
+    try:
+        for target in config.live_outputs:
+            if target == "virtualcam" or target.startswith("virtualcam:"):
+                device = target.partition(":")[2] or None
+                sinks.append(VirtualCamera(size, source.fps, device, config.virtualcam_backend))
+            else:
+                audio = source.path if source.has_audio else None
+                sinks.append(NetworkPush(target, source.fps, size, audio, config.push))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+def _outputs_summary(sinks: list[Sink]) -> list[dict[str, Any]]:
+    """Frames each live output took (and dropped, for a network push that fell behind)."""
+    summary: list[dict[str, Any]] = []
+    for sink in sinks:
+        if isinstance(sink, VirtualCamera):
+            summary.append({"output": f"virtualcam:{sink.device}", "frames": sink.frames})
+        elif isinstance(sink, NetworkPush):
+            summary.append({"output": sink.label, "frames": sink.frames, "dropped": sink.dropped})
+    return summary
+
+
+def _start_control(config: RunConfig, stream: LiveStream, lock: threading.Lock) -> Any:
+    if config.control_port is None:
+        return None
+    from streamingeffect.runtime.control import ControlServer
+
+    control = ControlServer(stream, lock, config.control_port)
+    print(f"control: {control.url} (streamingeffect ctl --port {control.port} ...)", file=sys.stderr)
+    return control
 
 
 class _Status:
     """A one-line live status on stderr: frames, fps, latency, dropped."""
 
-    def __init__(self, stream: EffectStream, enabled: bool, every: float = 0.5):
+    def __init__(self, stream: LiveStream, enabled: bool, every: float = 0.5):
         self.stream, self.enabled, self.every = stream, enabled and sys.stderr.isatty(), every
         self._last = 0.0
 

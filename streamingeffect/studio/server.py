@@ -32,6 +32,7 @@ from streamingeffect.effects.base import Category
 from streamingeffect.io.images import decode_image, encode_image
 from streamingeffect.pipeline import ModelBundle
 from streamingeffect.runtime.stream import EffectStream, StreamError, StreamOptions
+from streamingeffect.studio.obs import add_obs_routes
 from streamingeffect.studio.session import SessionManager, StudioConfig, StudioError
 from streamingeffect.studio.transport import (
     LatestQueue,
@@ -177,6 +178,7 @@ def create_app(config: StudioConfig | None = None, model: ModelBundle | None = N
     app = FastAPI(title="StreamingEffect studio", lifespan=lifespan)
     app.state.manager = manager
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    add_obs_routes(app, manager, STATIC / "obs.html")  # /obs/SESSION: the output alone, for OBS
 
     @app.exception_handler(StudioError)
     async def studio_error(request: Request, error: StudioError) -> JSONResponse:

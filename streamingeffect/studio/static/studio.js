@@ -197,6 +197,9 @@
       return;
     }
     studio.sessionId = created.session;
+    const obsLink = $("obs-link"); // the output alone, for OBS's Browser Source
+    obsLink.href = `/obs/${encodeURIComponent(studio.sessionId)}`;
+    obsLink.hidden = false;
     current = { id: effectId, label: created.effect };
     renderCurrentEffect();
     for (const b of [el.capture, el.clearKeyframe, el.record, el.promptApply]) b.disabled = false;
