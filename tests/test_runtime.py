@@ -101,7 +101,7 @@ def test_effect_and_keyframe_switches_take_hold_within_a_chunk(
 
 
 def test_first_output_anchors_a_text_only_stream(student: Path, frames: list[np.ndarray]) -> None:
-    with EffectStream.from_pretrained(student) as stream:
+    with EffectStream.from_pretrained(student, catalog_keyframes=False) as stream:
         stream.set_effect("neon_outline_cyan")
         stream.push(frames[0])
         assert stream.stats()["anchored"] and stream.stats()["sink_updates"] == 1

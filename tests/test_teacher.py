@@ -58,6 +58,8 @@ def random_batch(size: int = 2, frames: int = 3, channels: int = 4, side: int = 
         text_tokens=torch.randn(size, 5, 384, generator=g),
         text_mask=torch.ones(size, 5, dtype=torch.bool),
         text_pooled=torch.randn(size, 384, generator=g),
+        prior=torch.zeros(size, frames, channels, side, side),
+        confidence=torch.zeros(size, frames, 1, side, side),
     )
 
 

@@ -17,3 +17,9 @@ def to_diffusion_space(target: torch.Tensor, source: torch.Tensor, residual: boo
 def from_diffusion_space(x0: torch.Tensor, source: torch.Tensor, residual: bool) -> torch.Tensor:
     """The flow's clean sample -> the target latent."""
     return x0 + source if residual else x0
+
+
+def base_latent(source: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+    """What the model edits: the source latent, moved by the flow prior where there is one (a model
+    with a prior predicts the correction on top of it)."""
+    return source if prior is None else source + prior

@@ -23,7 +23,7 @@ import platform
 import resource
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,6 @@ class SuiteConfig:
     long_every: int = 25  # frames between two drift measurements
     clip: str = "single_face"
     start_frame: int = 0
-    teacher_steps: int = 50
-    teacher_start: float = 1.0  # 1: from pure noise; below 1: from the source noised to this time
-    student_steps: int = 4
-    student_start: float = 1.0
 
 
 QUICK_CATEGORIES = ("neon_outline_cyan", "face_paint_blue", "hair_recolor_pink", "background_blur_strong")
@@ -129,10 +125,18 @@ def timed(frames: Iterator[np.ndarray]) -> Output:
     return Output(np.stack(outputs), time.perf_counter() - start, first)
 
 
-def model_method(bundle: ModelBundle, sampling: Sampling, options: StreamOptions | None = None) -> MethodFn:
-    """A model through the pipeline: the text set gives the category (its text and scope), the keyframe
-    set gives the renderer's edit of frame 0 as the keyframe and no text."""
+def model_method(
+    bundle: ModelBundle,
+    sampling: Sampling,
+    options: StreamOptions | None = None,
+    catalog_keyframes: bool = False,
+) -> MethodFn:
+    """A model through the pipeline: the text set gives the category (its text and scope; with
+    ``catalog_keyframes`` also the renderer's keyframes drawn live, the runtime's default path), the
+    keyframe set gives the renderer's edit of frame 0 as the keyframe and no text."""
     from streamingeffect.runtime.offline import effect_frames
+
+    options = replace(options or StreamOptions(), catalog_keyframes=catalog_keyframes)
 
     def run(clip: BenchClip, set_name: str, seed: int) -> Output:
         effect = clip.category if set_name == "text" else None
@@ -167,26 +171,36 @@ def flow_propagation_method(clip: BenchClip, set_name: str, seed: int) -> Output
 def build_methods(
     teacher: ModelBundle | None, student: ModelBundle, config: SuiteConfig
 ) -> dict[str, MethodFn]:
-    steps = config.student_steps
-    sampling = Sampling(steps, config.student_start)
+    sampling = student.default_sampling()
     methods: dict[str, MethodFn] = {}
     if teacher is not None:
-        methods[f"teacher, {config.teacher_steps} steps"] = model_method(
-            teacher, Sampling(config.teacher_steps, config.teacher_start)
+        methods[f"teacher, {describe(teacher.default_sampling())}"] = model_method(
+            teacher, teacher.default_sampling()
         )
-    methods[f"student, {steps} steps"] = model_method(student, sampling)
+    methods[f"student, {describe(sampling)}"] = model_method(student, sampling)
     methods["student without KV cache"] = model_method(
         student, sampling, StreamOptions(recompute_window=True)
     )
     methods["student per frame (no context)"] = model_method(
         student, sampling, StreamOptions(window_chunks=0)
     )
+    methods[RUNTIME_DEFAULT] = model_method(student, sampling, catalog_keyframes=True)
     methods["flow propagation of the keyframe"] = flow_propagation_method
     methods["identity (source)"] = identity_method
     return methods
 
 
+RUNTIME_DEFAULT = "student, runtime default (catalog keyframes)"
+
+
+def describe(sampling: Sampling) -> str:
+    start = "from noise" if sampling.start >= 1 else f"from the source at {sampling.start:g}"
+    return f"{sampling.steps} step{'s' if sampling.steps > 1 else ''} {start}"
+
+
 def applies(method: str, set_name: str) -> bool:
+    if method == RUNTIME_DEFAULT:
+        return set_name == "text"  # on the keyframe set the keyframe is given: the same as the student
     return not (method.startswith("flow propagation") and set_name != "keyframe")
 
 
@@ -277,7 +291,7 @@ def long_stream(config: SuiteConfig, student: ModelBundle, clip: BenchClip, fps:
     cycle = list(range(base)) + list(range(base - 2, 0, -1))
     total = int(config.long_seconds * fps)
     result = LongStream(total, total / fps, fps)
-    options = StreamOptions(steps=config.student_steps, start=config.student_start)
+    options = StreamOptions()
 
     def stream() -> EffectStream:
         fresh = EffectStream(student, options)
@@ -403,7 +417,9 @@ def _jsonable(value: Any) -> Any:
 
 # ------------------------------------------------------------------------------- sampling table
 
-SAMPLINGS = ((1.0, 4), (1.0, 2), (1.0, 1), (0.75, 2), (0.75, 1), (0.5, 1))  # (start, steps)
+# (start, steps): from noise as the models were trained (a teacher's usual 50 steps too), and from the
+# source at a start time in few steps; a student takes those of its trained times below the start.
+SAMPLINGS = ((1.0, 50), (1.0, 4), (1.0, 2), (1.0, 1), (0.75, 4), (0.75, 2), (0.75, 1), (0.5, 2), (0.5, 1))
 
 
 def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: str, command: str) -> str:
@@ -414,7 +430,7 @@ def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: st
     from streamingeffect.eval.metrics import psnr
 
     clips, _ = render_set(config)
-    models = {"student": ModelBundle.load(student_dir)}
+    models = {"student": ModelBundle.load(student_dir)} if student_dir else {}
     if teacher_dir:
         models["teacher"] = ModelBundle.load(teacher_dir)
     rows = []

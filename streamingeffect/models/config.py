@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 Layout = Literal["packed", "separate"]
+Prediction = Literal["velocity", "x0"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class EffectModelConfig:
     qk_norm: bool = True
     chunk_frames: int = 1  # latent frames per block-causal chunk (student)
     window_chunks: int = 3  # chunks the student's KV cache keeps beside the sink (the trained context)
+    # The flow prior (Design v2): each frame's tokens also hold the keyframe's change carried there by
+    # flow (a latent) and its confidence, and the model predicts a correction on top of it.
+    prior: bool = False
+    # What the head outputs: the velocity, or the clean sample x0 (turned into a velocity). With x0 and
+    # a zero-initialised head the untrained model returns its prior exactly.
+    predict: Prediction = "velocity"
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -49,6 +56,10 @@ class EffectModelConfig:
             )
         if self.layout not in ("packed", "separate"):
             raise ValueError(f"unknown layout {self.layout!r}; use packed or separate")
+        if self.prior and self.layout != "packed":
+            raise ValueError("the flow prior needs the packed layout")
+        if self.predict not in ("velocity", "x0"):
+            raise ValueError(f"unknown prediction {self.predict!r}; use velocity or x0")
 
     @property
     def head_dim(self) -> int:
@@ -59,10 +70,15 @@ class EffectModelConfig:
         return 1
 
     @property
+    def prior_channels(self) -> int:
+        """The prior's latent and its confidence, when the model has a prior."""
+        return self.latent_channels + 1 if self.prior else 0
+
+    @property
     def token_channels(self) -> int:
         """Latent channels entering one token before patchify (per layout)."""
         if self.layout == "packed":
-            return 2 * self.latent_channels + self.mask_channels
+            return 2 * self.latent_channels + self.mask_channels + self.prior_channels
         return self.latent_channels + self.mask_channels  # every token: a latent + the mask
 
     @property

@@ -52,6 +52,16 @@ class EffectCondition:
     mask: torch.Tensor  # [B, F, 1, h, w] person / edit mask at latent resolution
     reference: Reference | None = None
     text: TextCondition | None = None
+    prior: torch.Tensor | None = (
+        None  # [B, F, C, h, w] the flow prior: latent(source + carried change) - source
+    )
+    confidence: torch.Tensor | None = None  # [B, F, 1, h, w] the flow's confidence in [0, 1]
+
+    def prior_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prior, confidence), zeros where there is none (no keyframe yet: nothing to carry)."""
+        prior = torch.zeros_like(self.source) if self.prior is None else self.prior
+        confidence = torch.zeros_like(self.mask) if self.confidence is None else self.confidence
+        return prior, confidence
 
 
 @dataclass(frozen=True)
@@ -253,11 +263,23 @@ class EffectTransformer(nn.Module):
             *(v.to(device) for v in (layout.groups, layout.streams, layout.positions, layout.output))
         )
 
-    def _embed(self, source: torch.Tensor, mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(source, mask, target) latents of G groups [B, G, *, h, w] -> tokens [B, G, S T, D]."""
+    def _embed(
+        self,
+        source: torch.Tensor,
+        mask: torch.Tensor,
+        target: torch.Tensor,
+        prior: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """(source, mask, target[, prior, confidence]) latents of G groups [B, G, *, h, w] -> tokens
+        [B, G, S T, D]; the prior's channels are zeros where none is given."""
         p = self.config.patch
         if self.config.layout == "packed":
-            return self.embed(patchify(torch.cat([source, mask, target], dim=2), p))  # [B, G, T, D]
+            parts = [source, mask, target]
+            if self.config.prior:
+                parts += (
+                    list(prior) if prior is not None else [torch.zeros_like(source), torch.zeros_like(mask)]
+                )
+            return self.embed(patchify(torch.cat(parts, dim=2), p))  # [B, G, T, D]
         source_tokens = self.embed(patchify(torch.cat([source, mask], 2), p)) + self.stream_embed[SOURCE]
         target_tokens = self.embed(patchify(torch.cat([target, mask], 2), p)) + self.stream_embed[TARGET]
         return torch.stack([source_tokens, target_tokens], dim=2).flatten(2, 3)  # [B, G, 2T, D]
@@ -336,7 +358,7 @@ class EffectTransformer(nn.Module):
             return self._forward_chunk(x_t, t, cond, cache, update_cache, reuse, reuse_key)
         batch, frames, _, height, width = x_t.shape
         layout = self.token_layout(frames, height, width, x_t.device)
-        frame_tokens = self._embed(cond.source, cond.mask, x_t).flatten(1, 2)
+        frame_tokens = self._embed(cond.source, cond.mask, x_t, cond.prior_inputs()).flatten(1, 2)
         x = torch.cat([self._reference_tokens(cond), frame_tokens], dim=1)  # [B, N, D]
         text, text_mask, pooled = self._text(cond, batch, x_t.device)
         # The reference is clean: t = 0.
@@ -344,7 +366,8 @@ class EffectTransformer(nn.Module):
         rope = self._rope(layout.positions)
         for block in self.blocks:
             x = block(x, group_cond, layout.groups, rope, attn_mask, text, text_mask)[0]
-        return self._velocity(x[:, layout.output], group_cond, layout.groups[layout.output], x_t.shape)
+        out = self._velocity(x[:, layout.output], group_cond, layout.groups[layout.output], x_t.shape)
+        return self._as_velocity(out, x_t, t)
 
     def prefill(self, cond: EffectCondition, cache: KVCache) -> None:
         """Run the reference tokens alone (t = 0) and make their keys/values the cache's sink.
@@ -379,7 +402,9 @@ class EffectTransformer(nn.Module):
         window = cache.window_frames
         layout = self.token_layout(window + frames, height, width, x_t.device)
         chunk_tokens = frames * self.config.streams_per_frame() * self.config.tokens_per_frame(height, width)
-        x = self._embed(cond.source, cond.mask, x_t).flatten(1, 2)  # [B, chunk_tokens, D]
+        x = self._embed(cond.source, cond.mask, x_t, cond.prior_inputs()).flatten(
+            1, 2
+        )  # [B, chunk_tokens, D]
         groups = layout.groups[-chunk_tokens:] - (1 + window)  # group of each chunk token: 0 .. F-1
         text, text_mask, pooled = self._text(cond, batch, x_t.device)
         group_cond = self._group_cond(t, pooled)  # [B, F, D]
@@ -421,7 +446,14 @@ class EffectTransformer(nn.Module):
             computed_count = chunk_tokens if index is None else len(index)
             reuse.computed_tokens += computed_count
             reuse.reused_tokens += chunk_tokens - computed_count
-        return self._unpatchify(head, x_t.shape)
+        return self._as_velocity(self._unpatchify(head, x_t.shape), x_t, t)
+
+    def _as_velocity(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The head's output as a velocity: as it is, or from an x0 prediction, v = (x_t - x0) / t."""
+        if self.config.predict == "velocity":
+            return out
+        t = t.clamp_min(1e-3).reshape(*t.shape, 1, 1, 1).to(out.dtype)  # t = 0 only writes the cache
+        return (x_t.to(out.dtype) - out) / t
 
     def _active_tokens(self, active: torch.Tensor, positions: torch.Tensor, window: int) -> torch.Tensor:
         """Indices of the chunk tokens whose (frame, row, column) is active in ``active`` [F, gh, gw]."""

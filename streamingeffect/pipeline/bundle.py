@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Literal
 import torch
 
 from streamingeffect.diffusion.sampler import NO_GUIDANCE, Guidance, euler_sample
-from streamingeffect.diffusion.space import from_diffusion_space, to_diffusion_space
+from streamingeffect.diffusion.space import base_latent, from_diffusion_space, to_diffusion_space
 from streamingeffect.models import checkpoint as ckpt
 from streamingeffect.models.autoencoder import FrameAutoencoder, load_autoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectCondition, EffectTransformer, Reference, TextCondition
 from streamingeffect.models.kv_cache import KVCache
 from streamingeffect.models.token_reuse import TokenReuse
-from streamingeffect.pipeline.config import Sampling, TaskConfig
+from streamingeffect.pipeline.config import STUDENT_SAMPLING, TEACHER_SAMPLING, Sampling, TaskConfig
 from streamingeffect.precision import autocast
 from streamingeffect.rollout import rollout
 
@@ -118,8 +118,15 @@ class ModelBundle:
         return self.net.config.chunk_frames if self.is_student else self.task.frames
 
     def default_sampling(self) -> Sampling:
-        """From noise, in the student's own steps (a teacher: 50 Euler steps)."""
-        return Sampling(len(self.task.student_times) if self.is_student else 50)
+        """The shipped sampling (`config.STUDENT_SAMPLING` / `TEACHER_SAMPLING`); a student distilled
+        for other times than the shipped ones runs its own steps from noise."""
+        if not self.is_student:
+            return TEACHER_SAMPLING
+        try:
+            self.times(STUDENT_SAMPLING)
+        except ValueError:
+            return Sampling(len(self.task.student_times))
+        return STUDENT_SAMPLING
 
     def times(self, sampling: Sampling) -> torch.Tensor:
         """The student's times for ``sampling`` [S] (a subset of its trained times)."""
@@ -155,7 +162,8 @@ class ModelBundle:
         over the whole window. With ``sampling.start`` < 1 the start is the source (residual 0)
         noised to that time.
         """
-        source = to_diffusion_space(cond.source, cond.source, self.residual)  # the source's own x0
+        base = base_latent(cond.source, cond.prior)
+        source = to_diffusion_space(base, base, self.residual)  # the source (with its prior) as x0
         with autocast(noise.device):
             if self.is_student:
                 if cache is None:
@@ -168,20 +176,22 @@ class ModelBundle:
             return euler_sample(self.net, cond, start, torch.tensor(times), guidance).float()
 
     @torch.no_grad()
-    def decode_target(self, x0: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """The whole decoded target [F, 3, R, R] in [-1, 1], for scoring a model at its own resolution."""
-        target = from_diffusion_space(x0.float(), source, self.residual)[0]
+    def decode_target(self, x0: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The whole decoded target [F, 3, R, R] in [-1, 1], for scoring a model at its own resolution;
+        ``base``: the latent x0 is relative to (`diffusion.space.base_latent`)."""
+        target = from_diffusion_space(x0.float(), base, self.residual)[0]
         return torch.cat([self.autoencoder.decode(part) for part in target.split(16)]).clamp(-1, 1)
 
     @torch.no_grad()
-    def decode_edit(self, x0: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """The model's change as pixels [F, 3, R, R]: decode(target) - decode(source), a "delta decode".
+    def decode_edit(self, x0: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The model's change as pixels [F, 3, R, R]: decode(target) - decode(base), a "delta decode"
+        (``base``: the source latent, with the flow prior where the model has one).
 
         The autoencoder's own reconstruction error cancels, so where the model changes nothing the
-        change is zero and the full-resolution source shows through untouched.
+        change is zero and the full-resolution source (and prior) shows through untouched.
         """
-        target = from_diffusion_space(x0.float(), source, self.residual)[0]
-        both = torch.cat([target, source[0]])
+        target = from_diffusion_space(x0.float(), base, self.residual)[0]
+        both = torch.cat([target, base[0]])
         pixels = torch.cat([self.autoencoder.decode(part) for part in both.split(16)])
         edited, rebuilt = pixels.split(len(target))
         return edited.clamp(-1, 1) - rebuilt.clamp(-1, 1)

@@ -170,27 +170,33 @@ class LowResEdit:
 
 
 def apply_edit(
-    frame: np.ndarray, edit: LowResEdit, region: np.ndarray, guided: GuidedFilter | None = GuidedFilter()
+    frame: np.ndarray,
+    edit: LowResEdit,
+    region: np.ndarray,
+    guided: GuidedFilter | None = GuidedFilter(),
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """frame [H, W, 3] uint8 + its low-resolution edit -> the edited frame [H, W, 3] uint8.
 
     ``region`` [H, W] float in [0, 1] is where the effect may act at full resolution: the gate is
-    multiplied by it, so the output is exactly the frame wherever it is 0. ``guided`` None upsamples
-    bilinearly (for comparison).
+    multiplied by it, so the output is exactly the frame wherever it is 0 (and ``prior`` is 0).
+    ``guided`` None upsamples bilinearly (for comparison). ``prior`` [H, W, 3] float (0-255 units):
+    a full-resolution change applied first (the flow prior); the model's change corrects it.
     """
     height, width = frame.shape[:2]
+    base = frame if prior is None else np.clip(np.rint(frame + prior), 0, 255).astype(np.uint8)
     rows, cols = edit.window.visible(height, width)
     bounds = region[rows, cols]
     if not bounds.any() or not edit.gate.any():
-        return frame.copy()
+        return base.copy() if base is frame else base
     values = np.concatenate([edit.change, edit.gate[..., None]], axis=-1)  # [r, r, 4]
     if guided is None:
         full = edit.window.onto_frame(values, height, width)
     else:
-        full = guided.upsample(edit.window, edit.guide, values, gray(frame[rows, cols]), (height, width))
+        full = guided.upsample(edit.window, edit.guide, values, gray(base[rows, cols]), (height, width))
     gate = np.clip(full[..., 3], 0.0, 1.0) * bounds
     gate[gate < GATE_FLOOR] = 0.0
-    out = frame.copy()
+    out = base.copy()
     visible = out[rows, cols].astype(np.float32)
     visible += gate[..., None] * (255.0 * full[..., :3])
     out[rows, cols] = np.clip(np.rint(visible), 0, 255).astype(np.uint8)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from streamingeffect.data.dataset import to_signed
+from streamingeffect.diffusion.space import base_latent
 from streamingeffect.effects import Category, UnknownEffectError, get_category
 from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
 from streamingeffect.parsing.live import LiveParse, LiveParser
@@ -37,6 +38,7 @@ from streamingeffect.pipeline.edit import (
     person_window,
     whole_frame_window,
 )
+from streamingeffect.pipeline.flow_prior import FlowPrior, FlowSettings
 from streamingeffect.pipeline.scopes import EffectScope, scope_for
 
 LANDMARK_REGIONS = ("face", "hair", "hands", "torso")
@@ -63,6 +65,12 @@ class EffectRequest:
     @property
     def model_region(self) -> str:
         return self.category.region if self.local and self.category else "person"
+
+    @property
+    def follows_person(self) -> bool:
+        """A catalog effect anchored to the person: its keyframe's change moves with them (a painted
+        keyframe may be anywhere, so it moves with whatever is under it)."""
+        return self.category is not None and not self.scope.whole_frame
 
     @property
     def needs_landmarks(self) -> bool:
@@ -95,6 +103,7 @@ class EditorOptions:
     dead_zone: float = 0.05  # ... once the person's centre is this far (share of the side) off
     guided: GuidedFilter = field(default_factory=GuidedFilter)
     gate: GateRule = field(default_factory=GateRule)
+    flow: FlowSettings = field(default_factory=FlowSettings)
 
 
 @dataclass
@@ -108,7 +117,10 @@ class PreparedFrame:
     latent: torch.Tensor  # [C, h, w] source latent of the window
     mask: torch.Tensor  # [1, h, w] the model's mask (edit region or person) at latent resolution
     scope: np.ndarray  # [H, W] float where the effect may act
-    guide: np.ndarray  # [R, R] gray of the window as the model saw it
+    guide: np.ndarray  # [R, R] gray of the window as the model saw it (the source with its prior)
+    prior: np.ndarray | None = None  # [H, W, 3] float32 the keyframe's change carried here (0-255 units)
+    prior_latent: torch.Tensor | None = None  # [C, h, w] latent(source + prior) - latent(source)
+    confidence: torch.Tensor | None = None  # [1, h, w] the flow's confidence at latent resolution
 
 
 class FrameEditor:
@@ -117,8 +129,29 @@ class FrameEditor:
     def __init__(self, bundle: ModelBundle, request: EffectRequest, options: EditorOptions = EditorOptions()):
         self.bundle, self.request, self.options = bundle, request, options
         self.parser = LiveParser(options.parse_side)
+        self.flow = FlowPrior(options.flow)
         self._window: Window | None = None
         self._index = 0
+        self._keyframe: tuple[np.ndarray, np.ndarray] | None = None  # (its source frame, its change)
+        self._fading: tuple[np.ndarray, np.ndarray] | None = None  # the keyframe being replaced
+        self._fade = (0, 0)  # (frames into the cross-fade, its length)
+
+    @property
+    def uses_prior(self) -> bool:
+        """The model takes the flow prior (a keyframe's change carried to each frame)."""
+        return self.bundle.net.config.prior
+
+    def set_keyframe(self, source: np.ndarray | None, edited: np.ndarray | None, crossfade: int = 0) -> None:
+        """The keyframe whose change the flow prior carries (None, None: no keyframe). ``crossfade``: over
+        that many frames the prior moves from the old keyframe's to the new one's (a refresh of the same
+        effect shows no jump); 0 takes hold at once (a new edit)."""
+        old = self._keyframe
+        if source is None or edited is None:
+            self._keyframe = None
+        else:
+            self._keyframe = (source, edited.astype(np.float32) - source.astype(np.float32))
+        keep = crossfade > 0 and old is not None and self._keyframe is not None
+        self._fading, self._fade = (old, (0, crossfade)) if keep else (None, (0, 0))
 
     def set_request(self, request: EffectRequest) -> None:
         if request.scope.whole_frame != self.request.scope.whole_frame:
@@ -148,20 +181,46 @@ class FrameEditor:
         window = self._follow(parse)
         resolution, side = self.bundle.resolution, self.bundle.latent_side
         cut = window.cut(image, resolution)
-        latent = self.bundle.encode(to_signed(cut[None]))[0, 0]
         model_mask = parse.region_at_frame_size(self.request.model_region)
         scope = self.request.scope.mask(parse.parts.regions)
         height, width = image.shape[:2]
-        return PreparedFrame(
+        frame = PreparedFrame(
             image=image,
             pushed_at=time.perf_counter() if pushed_at is None else pushed_at,
             parse=parse,
             window=window,
-            latent=latent,
+            latent=self.bundle.encode(to_signed(cut[None]))[0, 0],
             mask=torch.from_numpy(window.cut(model_mask, side))[None],
             scope=cv2.resize(scope, (width, height), interpolation=cv2.INTER_LINEAR),
             guide=gray(cut),
         )
+        if self.uses_prior and self._keyframe is not None:
+            self._add_prior(frame)
+        return frame
+
+    def _add_prior(self, frame: PreparedFrame) -> None:
+        """The keyframe's change carried to ``frame`` by flow, at full resolution and for the model."""
+        key_source, key_change = self._keyframe  # type: ignore[misc]
+        if key_source.shape != frame.image.shape:
+            return  # a keyframe of another size (the stream restarts): no prior
+        anchor = frame.parse.person if self.request.follows_person else None
+        carried, confidence = self.flow(frame.image, key_source, key_change, anchor)
+        if self._fading is not None and self._fading[0].shape == frame.image.shape:
+            step, length = self._fade
+            weight = (step + 1) / (length + 1)  # the new keyframe's share, rising to 1
+            old, old_confidence = self.flow(frame.image, *self._fading, anchor)
+            carried = weight * carried + (1 - weight) * old
+            confidence = weight * confidence + (1 - weight) * old_confidence
+            self._fade = (step + 1, length)
+            if step + 1 >= length:
+                self._fading = None
+        base = np.clip(np.rint(frame.image + carried), 0, 255).astype(np.uint8)
+        resolution, side = self.bundle.resolution, self.bundle.latent_side
+        cut = frame.window.cut(base, resolution)
+        frame.prior = carried
+        frame.prior_latent = self.bundle.encode(to_signed(cut[None]))[0, 0] - frame.latent
+        frame.confidence = torch.from_numpy(frame.window.cut(confidence, side))[None]
+        frame.guide = gray(cut)
 
     def _follow(self, parse: LiveParse) -> Window:
         """The model's window: the whole frame, or the square on the person, moving toward them smoothly
@@ -195,13 +254,22 @@ class FrameEditor:
     ) -> EffectCondition:
         source = torch.stack([f.latent for f in frames])[None]  # [1, F, C, h, w]
         mask = torch.stack([f.mask for f in frames])[None]  # [1, F, 1, h, w]
-        return EffectCondition(source, mask, reference, text)
+        cond = EffectCondition(source, mask, reference, text)
+        if any(f.prior_latent is not None for f in frames):
+            zero = torch.zeros_like(frames[0].latent)
+            cond.prior = torch.stack([zero if f.prior_latent is None else f.prior_latent for f in frames])[
+                None
+            ]
+            cond.confidence = torch.stack(
+                [torch.zeros_like(f.mask) if f.confidence is None else f.confidence for f in frames]
+            )[None]
+        return cond
 
     def finish(
         self, frames: list[PreparedFrame], x0: torch.Tensor, cond: EffectCondition
     ) -> list[np.ndarray]:
         """The model's clean sample x0 [1, F, C, h, w] (diffusion space) -> the edited frames."""
-        change = self.bundle.decode_edit(x0, cond.source)  # [F, 3, R, R] in [-2, 2]
+        change = self.bundle.decode_edit(x0, base_latent(cond.source, cond.prior))  # [F, 3, R, R] in [-2, 2]
         lows = (change / 2).permute(0, 2, 3, 1).numpy()  # [F, R, R, 3] in units of full scale
         return [self.apply(frame, low) for frame, low in zip(frames, lows, strict=True)]
 
@@ -209,4 +277,4 @@ class FrameEditor:
         """One frame's change at model resolution [R, R, 3] -> the edited frame at full resolution."""
         region_low = frame.window.cut(frame.scope, change.shape[0])
         edit = LowResEdit(frame.window, change, self.options.gate(change, region_low), frame.guide)
-        return apply_edit(frame.image, edit, frame.scope, self.options.guided)
+        return apply_edit(frame.image, edit, frame.scope, self.options.guided, frame.prior)

@@ -45,8 +45,18 @@ def new_cache(net: EffectTransformer, unbounded: bool = False) -> KVCache:
 
 
 def chunk_condition(cond: EffectCondition, start: int, stop: int) -> EffectCondition:
-    """The condition of frames [start, stop): source and mask sliced, reference and text shared."""
-    return replace(cond, source=cond.source[:, start:stop], mask=cond.mask[:, start:stop])
+    """The condition of frames [start, stop): source, mask and prior sliced, reference and text shared."""
+
+    def part(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x[:, start:stop]
+
+    return replace(
+        cond,
+        source=cond.source[:, start:stop],
+        mask=cond.mask[:, start:stop],
+        prior=part(cond.prior),
+        confidence=part(cond.confidence),
+    )
 
 
 def _frame_times(t: torch.Tensor, batch: int, frames: int) -> torch.Tensor:

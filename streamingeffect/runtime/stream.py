@@ -26,10 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from streamingeffect.diffusion.space import base_latent
+from streamingeffect.effects import Effect, make_effect
 from streamingeffect.io.images import to_rgb
 from streamingeffect.models.dit import Reference, TextCondition
 from streamingeffect.models.kv_cache import KVCache
 from streamingeffect.models.token_reuse import TokenReuse
+from streamingeffect.parsing.live import LiveParse
 from streamingeffect.pipeline import (
     EditorOptions,
     EffectRequest,
@@ -53,14 +56,19 @@ class StreamError(ValueError):
 
 @dataclass(frozen=True)
 class StreamOptions:
-    steps: int | None = None  # denoising steps per chunk (default: the student's own)
-    start: float = 1.0  # 1: each chunk from pure noise; below 1: from the source noised to this time
+    steps: int | None = None  # denoising steps per chunk (default: the shipped sampling)
+    start: float | None = None  # 1: from pure noise; below 1: from the source noised to this time
     anchor: bool = True  # without a keyframe, the first output becomes the reference (StreamingT2V)
     mask_cache: bool = True  # LiveEdit: reuse unchanged tokens outside the edit region
     cache_threshold: float = 0.15  # mean |change| of a token's source latent that counts as a change
     cache_dilation: int = 1  # tokens around the edit region that are always recomputed
     window_chunks: int | None = None  # the KV cache's window (default: the student's; 0: no context)
     recompute_window: bool = False  # no KV cache: every chunk regenerates its window (a baseline)
+    # Every effect can be a keyframe (VIVID's KIVE): a catalog effect's keyframe is drawn by the
+    # procedural renderer on a live frame and refreshed on a fresh one every ``keyframe_every`` frames.
+    catalog_keyframes: bool = True
+    keyframe_every: int = 90
+    crossfade: int = 8  # frames over which a refreshed keyframe's prior replaces the old one's
     seed: int = 0
     editor: EditorOptions = field(default_factory=EditorOptions)
 
@@ -117,13 +125,18 @@ class EffectStream:
                 "windows, use `streamingeffect generate` for it"
             )
         self.bundle, self.options = bundle, options
-        self.sampling = Sampling(options.steps or len(bundle.task.student_times), options.start)
+        default = bundle.default_sampling()
+        self.sampling = Sampling(options.steps or default.steps, options.start or default.start)
         self.times = bundle.times(self.sampling)
         self._stats = StreamStats()
         self._request: EffectRequest | None = None
         self._editor = FrameEditor(bundle, EffectRequest.keyframe_only(), options.editor)
         self._keyframe: tuple[np.ndarray, np.ndarray] | None = None
         self._reference: Reference | None = None  # the encoded keyframe
+        self._renderer: Effect | None = (
+            None  # draws a catalog effect's keyframes (None: no catalog keyframes)
+        )
+        self._since_keyframe = 0  # frames since the catalog keyframe was drawn
         self._anchor: Reference | None = None  # the first output of a text-only effect
         self._text: TextCondition | None = None
         window = bundle.net.config.window_chunks if options.window_chunks is None else options.window_chunks
@@ -160,6 +173,11 @@ class EffectStream:
             raise StreamError(str(error)) from error
         self._text = text_condition(self._request.text)
         self._editor.set_request(self._request)
+        self._renderer = None
+        category = self._request.category
+        if self.options.catalog_keyframes and category is not None and category.op != "remove":
+            self._renderer = make_effect(category, self.options.seed, (1, 1))  # sized at the first frame
+            self._set_keyframe(None)
         self._switch()
 
     def set_keyframe(self, source_frame: Any, edited_frame: Any) -> None:
@@ -176,13 +194,35 @@ class EffectStream:
                 f"the keyframe is {source.shape[1]}x{source.shape[0]} but the stream is "
                 f"{self._size[1]}x{self._size[0]}; edit a frame of this stream"
             )
-        self._keyframe = (source, edited)
-        self._reference = None
+        self._renderer = None  # a painted keyframe wins over the catalog's own
+        self._set_keyframe((source, edited))
         self._switch()
 
     def clear_keyframe(self) -> None:
-        self._keyframe, self._reference = None, None
+        self._set_keyframe(None)
         self._switch()
+
+    def _set_keyframe(self, keyframe: tuple[np.ndarray, np.ndarray] | None, crossfade: int = 0) -> None:
+        self._keyframe, self._reference = keyframe, None
+        self._editor.set_keyframe(*(keyframe or (None, None)), crossfade=crossfade)
+        self._sink_stale = True
+
+    def _refresh_catalog_keyframe(self, image: np.ndarray, parse: LiveParse) -> None:
+        """Draw the catalog effect on this frame as the new keyframe when it is due: at the start, every
+        ``keyframe_every`` frames (re-anchoring long streams, as StreamingT2V's anchor frame does), and
+        while the last one changed nothing (its anchor was not in view). The sink is replaced; the
+        window's chunks stay, so the look carries over without a jump."""
+        if self._renderer is None or self._request is None or self._request.category is None:
+            return
+        empty = self._keyframe is None or np.array_equal(*self._keyframe)
+        if not empty and self._since_keyframe < self.options.keyframe_every:
+            self._since_keyframe += 1
+            return
+        if (self._renderer.height, self._renderer.width) != image.shape[:2]:
+            self._renderer = make_effect(self._request.category, self.options.seed, image.shape[:2])
+        fade = 0 if empty else self.options.crossfade
+        self._set_keyframe((image, self._renderer.render(image, parse.parts_at_frame_size())), fade)
+        self._since_keyframe = 1
 
     def _switch(self) -> None:
         """A new sink at the next chunk; the window's chunks (made under the old effect) are dropped so
@@ -198,11 +238,14 @@ class EffectStream:
         frame, then start clean: an app does this while it opens the camera."""
         if self._request is None and self._keyframe is None:
             raise StreamError("set an effect (or keyframe) before warming up")
-        keyframe, self._keyframe = self._keyframe, None
-        self.push(np.full((*size, 3), 127, np.uint8))
+        keyframe, blank = self._keyframe, np.full((*size, 3), 127, np.uint8)
+        if self._renderer is None:
+            self._set_keyframe((blank, blank))  # the keyframe's machinery at the blank frame's size
+        self.push(blank)
         self.flush()
-        self._keyframe = keyframe
         self.reset()
+        if self._renderer is None:
+            self._set_keyframe(keyframe)
         self._stats = StreamStats()
 
     def note_dropped(self, count: int = 1) -> None:
@@ -247,6 +290,8 @@ class EffectStream:
         self._previous_source = None
         self._pending.clear()
         self._size, self._reference, self._anchor = None, None, None
+        if self._renderer is not None:
+            self._set_keyframe(None)  # drawn again on the new stream's first frame
         self._sink_stale = True
         self._generator.manual_seed(self.options.seed)
         self._noise = None
@@ -292,15 +337,16 @@ class EffectStream:
     def _restart(self, size: tuple[int, int]) -> None:
         """The frame size changed mid-stream: start over at the new size (the keyframe no longer fits)."""
         log.warning("frame size changed from %s to %s: restarting the stream", self._size, size)
-        if self._keyframe is not None:
+        if self._keyframe is not None and self._renderer is None:
             log.warning("the keyframe was made at the old size and is dropped")
-            self._keyframe = None
+        self._set_keyframe(None)
         self._stats.restarts += 1
         self.reset()
 
     def _prepare(self, image: np.ndarray, now: float) -> PreparedFrame:
         with _Timer(self._stats, "parse"):
             parse = self._editor.parse(image)
+            self._refresh_catalog_keyframe(image, parse)
         with _Timer(self._stats, "encode"):
             frame = self._editor.prepare(image, now, parse)
         self._last_parsed = (image, parse.region_at_frame_size("person"))
@@ -387,7 +433,7 @@ class EffectStream:
                 )
                 self._sink_stale = True
         with torch.no_grad(), _Timer(self._stats, "decode"):
-            change = self.bundle.decode_edit(x0, cond.source)
+            change = self.bundle.decode_edit(x0, base_latent(cond.source, cond.prior))
             lows = (change / 2).permute(0, 2, 3, 1).numpy()
         with _Timer(self._stats, "composite"):
             outputs = [self._editor.apply(frame, low) for frame, low in zip(frames, lows, strict=True)]

@@ -51,8 +51,8 @@ class OdePairs:
         picked = LatentBatch(**{k: v[index] for k, v in vars(self.batch).items()})
         return OdePairs(picked, self.keep_reference[index], self.keep_text[index], self.trajectory[index])
 
-    def condition(self, residual: bool) -> EffectCondition:
-        return condition(self.batch, self.keep_reference, self.keep_text, residual)
+    def condition(self, residual: bool, prior: bool) -> EffectCondition:
+        return condition(self.batch, self.keep_reference, self.keep_text, residual, prior)
 
     def save(self, path: Path) -> None:
         tensors = {
@@ -127,7 +127,7 @@ def make_ode_pairs(
     for _ in tqdm(range(-(-count // batch_size)), desc="teacher ODE pairs", unit="batch"):
         batch = next(batches)
         keep_reference, keep_text = sample_modes(batch.source.shape[0], generator, STUDENT_MODES)
-        cond = condition(batch, keep_reference, keep_text, residual)
+        cond = condition(batch, keep_reference, keep_text, residual, teacher.config.prior)
         noise = torch.randn(batch.source.shape, generator=generator)
         trajectory = distill.teacher_trajectory(teacher, cond, noise, times, teacher_steps, shift, guidance)
         parts.append(OdePairs(batch, keep_reference, keep_text, trajectory))
@@ -165,7 +165,7 @@ class _StudentTaskBase(NoExtraState):
     ):
         self.model: nn.Module = model
         self.pairs, self.schedule, self.task, self.mask_weight = pairs, schedule, task, mask_weight
-        self.residual = model.config.predict_residual
+        self.residual, self.prior = model.config.predict_residual, model.config.prior
 
     def config_dict(self) -> dict[str, Any]:
         return unwrap(self.model).config.to_dict()
@@ -195,7 +195,7 @@ class OdeInitTask(_StudentTaskBase):
         times = self.schedule.tensor(batch.trajectory.device)
         return distill.ode_regression_loss(
             unwrap(model),
-            batch.condition(self.residual),
+            batch.condition(self.residual, self.prior),
             batch.trajectory,
             times,
             batch.batch.edit,
@@ -234,7 +234,7 @@ class DmdTask(_StudentTaskBase):
 
     def loss(self, model: nn.Module, batch: OdePairs, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         student = unwrap(model)
-        cond = batch.condition(self.residual)
+        cond = batch.condition(self.residual, self.prior)
         times = self.schedule.tensor(batch.trajectory.device)
         noise, teacher_x0 = batch.trajectory[:, 0], batch.trajectory[:, -1]
         context = None if self.self_forcing else teacher_x0

@@ -130,6 +130,8 @@ class LatentClips:
             text_tokens=features.tokens,
             text_mask=features.mask,
             text_pooled=features.pooled,
+            prior=torch.zeros(len(samples), self.frames, *samples[0].source.shape[1:]),
+            confidence=torch.zeros(len(samples), self.frames, 1, *samples[0].source.shape[2:]),
         )
         return mirror(batch, torch.rand(len(samples), generator=generator) < 0.5)
 
@@ -163,7 +165,15 @@ class TeacherTask(NoExtraState):
         return self.clips.batches(env, batch_size, seed)
 
     def loss(self, model: nn.Module, batch: LatentBatch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        return teacher_loss(model, batch, self.shift, self.config.predict_residual)
+        config = self.config
+        return teacher_loss(
+            model,
+            batch,
+            self.shift,
+            config.predict_residual,
+            prior=config.prior,
+            x0_loss=config.predict == "x0",
+        )
 
 
 def mirror(batch: LatentBatch, flip: torch.Tensor) -> LatentBatch:
