@@ -124,6 +124,8 @@ def _train(args: argparse.Namespace) -> None:
             frames=args.frames,
             layout=args.layout,
             resume=args.resume,
+            prior=args.prior,
+            init=Path(args.init) if args.init else None,
         )
     print(f"checkpoint: {out}")
 
@@ -417,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--frames", type=int, default=4, help="teacher: latent frames per training clip")
     train.add_argument("--layout", choices=["packed", "separate"], default=None, help="teacher token layout")
+    train.add_argument(
+        "--prior", action="store_true", help="teacher: take the flow prior and predict its correction (x0)"
+    )
+    train.add_argument(
+        "--init", default="", help="teacher: start from this effect model's weights where they fit"
+    )
     distill = train.add_argument_group("distillation (ode-init, student)")
     distill.add_argument("--teacher", default="", help="teacher checkpoint folder (or the bundled one)")
     distill.add_argument("--pairs", type=int, default=512, help="ode-init: teacher ODE trajectories to make")

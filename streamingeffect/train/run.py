@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from streamingeffect.models import checkpoint as ckpt
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder, load_autoencoder
 from streamingeffect.models.config import EffectModelConfig
@@ -56,8 +58,13 @@ def train_teacher(
     frames: int = 4,
     layout: str | None = None,
     resume: bool = False,
+    prior: bool = False,
+    init: Path | None = None,
 ) -> Path:
-    """Train (or resume) the bidirectional teacher on ``data``'s latents (encoded on first use)."""
+    """Train (or resume) the bidirectional teacher on ``data``'s latents (encoded on first use).
+
+    ``prior``: the model takes the flow prior and predicts x0 (a correction of the prior, zero at the
+    start). ``init``: start from a trained effect model's weights where they fit (`init_from`)."""
     env = init_distributed()
     try:
         latents = ensure_latents(data, autoencoder_dir, resolution) if env.is_main else None
@@ -73,11 +80,39 @@ def train_teacher(
         overrides: dict[str, object] = {"latent_channels": latent_channels}
         if layout:
             overrides["layout"] = layout
+        if prior:
+            overrides |= {"prior": True, "predict": "x0"}
         task = TeacherTask(EffectModelConfig.named(size, **overrides), Path(latents), frames=frames)
+        if init is not None and not resume:
+            init_from(task.model, init)
         Trainer(task, config, out, env, resume=resume).fit()
         return out
     finally:
         shutdown(env)
+
+
+def init_from(model: torch.nn.Module, directory: Path) -> None:
+    """Copy a trained effect model's weights into ``model`` where they fit: same-shaped tensors as they
+    are; an input embedding with fewer input channels fills the leading columns (the new inputs, such
+    as the flow prior, start with no effect). The head is kept as initialised when the two predict
+    different things (a velocity head is no x0 head)."""
+    saved = ckpt.read_config(directory)
+    weights = ckpt.read_weights(directory)
+    config = model.config  # type: ignore[attr-defined]
+    same_head = saved["model"].get("predict", "velocity") == config.predict
+    state = model.state_dict()
+    for name, value in weights.items():
+        if name not in state or (name.startswith(("head.", "final_modulation.")) and not same_head):
+            continue
+        target = state[name]
+        if target.shape == value.shape:
+            target.copy_(value)
+        elif (
+            name == "embed.weight" and target.shape[0] == value.shape[0] and target.shape[1] > value.shape[1]
+        ):
+            target.zero_()
+            target[:, : value.shape[1]] = value
+    model.load_state_dict(state)
 
 
 def copy_autoencoder(source: Path, target: Path) -> None:
