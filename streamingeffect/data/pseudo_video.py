@@ -61,7 +61,10 @@ def person_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
 
 
 def _first_view(
-    shape: tuple[int, int], box: tuple[float, float, float, float], rng: np.random.Generator, cam: CameraConfig
+    shape: tuple[int, int],
+    box: tuple[float, float, float, float],
+    rng: np.random.Generator,
+    cam: CameraConfig,
 ) -> _View:
     height, width = shape
     extent = max(box[2] - box[0], box[3] - box[1])
@@ -71,7 +74,9 @@ def _first_view(
     centre = middle - rng.uniform(-cam.position, cam.position, 2) * side
     half = side / 2
     centre = np.clip(centre, [half, half], [width - half, height - half])
-    return _View(centre, side, rng.uniform(-cam.roll, cam.roll), rng.uniform(-1, 1, (4, 2)) * cam.perspective * side)
+    return _View(
+        centre, side, rng.uniform(-cam.roll, cam.roll), rng.uniform(-1, 1, (4, 2)) * cam.perspective * side
+    )
 
 
 def _last_view(first: _View, rng: np.random.Generator, cam: CameraConfig) -> _View:
@@ -81,14 +86,41 @@ def _last_view(first: _View, rng: np.random.Generator, cam: CameraConfig) -> _Vi
     return _View(centre, side, rng.uniform(-cam.roll, cam.roll), corners)
 
 
-def _homography(view: _View, size: int) -> np.ndarray:
-    """3x3 map from output pixels to source pixels for one view."""
+def _quad(view: _View) -> np.ndarray:
+    """[4, 2] source corners of the view (clockwise from top-left)."""
     angle = np.deg2rad(view.roll)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     unit = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], np.float64) * view.side / 2
-    source = view.centre + unit @ rotation.T + view.corners
+    return view.centre + unit @ rotation.T + view.corners
+
+
+def _fit(view: _View, shape: tuple[int, int]) -> _View:
+    """Shift, then if need be shrink, the view until its corners lie inside the photo, so no frame
+    shows the smeared border a camera looking past the picture's edge would give."""
+    height, width = shape
+    for _ in range(8):
+        quad = _quad(view)
+        low, high = quad.min(axis=0), quad.max(axis=0)
+        limit = np.array([width - 1, height - 1], np.float64)
+        shift = np.maximum(0, -low) - np.maximum(0, high - limit)
+        if not shift.any():
+            return view
+        span = high - low
+        if (span > limit).any():  # too big to fit anywhere: shrink around the centre
+            factor = float(np.min(limit / span)) * 0.98
+            view = _View(view.centre, view.side * factor, view.roll, view.corners * factor)
+            continue
+        view = _View(view.centre + shift, view.side, view.roll, view.corners)
+    return view
+
+
+def _homography(view: _View, size: int) -> np.ndarray:
+    """3x3 map from output pixels to source pixels for one view."""
+    source = _quad(view)
     output = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float64) - 0.5
-    return cv2.getPerspectiveTransform(output.astype(np.float32), source.astype(np.float32)).astype(np.float64)
+    return cv2.getPerspectiveTransform(output.astype(np.float32), source.astype(np.float32)).astype(
+        np.float64
+    )
 
 
 def _blend(a: _View, b: _View, w: float, shake: np.ndarray) -> _View:
@@ -119,7 +151,9 @@ class _Sway:
     def at(self, t: float, weight: np.ndarray) -> np.ndarray:
         angle = 2 * np.pi * self.cycles * t + self.phase
         coarse = self.fields[0] * np.cos(angle) + self.fields[1] * np.sin(angle)  # [2, 4, 4]
-        full = np.stack([cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_CUBIC) for c in coarse])
+        full = np.stack(
+            [cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_CUBIC) for c in coarse]
+        )
         return full * self.amplitude * weight[None]
 
 
@@ -136,7 +170,10 @@ def _points_to_output(
     rigid = np.stack([x, y], axis=1)
     moved = rigid.copy()
     for _ in range(4):
-        coords = [moved[:, 1].clip(0, displacement.shape[1] - 1), moved[:, 0].clip(0, displacement.shape[2] - 1)]
+        coords = [
+            moved[:, 1].clip(0, displacement.shape[1] - 1),
+            moved[:, 0].clip(0, displacement.shape[2] - 1),
+        ]
         d = np.stack([map_coordinates(displacement[k], coords, order=1) for k in range(2)], axis=1)
         moved = rigid - d
     out[finite, :2] = moved
@@ -156,17 +193,21 @@ def pseudo_video(
     parse of those frames at S x S (person mask and landmarks moved with the pixels). ``focus`` is the
     box (x0, y0, x1, y1, pixels) of the person to frame; by default the box of the whole person mask."""
     if parse.size != image.shape[:2]:
-        raise ValueError(f"the photo is {image.shape[:2]} but its parse is {parse.size}; parse it at its size")
+        raise ValueError(
+            f"the photo is {image.shape[:2]} but its parse is {parse.size}; parse it at its size"
+        )
     height, width = parse.size
     box = focus or person_box(parse.person[0]) or (0.0, 0.0, float(width), float(height))
-    first = _first_view(parse.size, box, rng, camera)
-    last = _last_view(first, rng, camera)
+    first = _fit(_first_view(parse.size, box, rng, camera), parse.size)
+    last = _fit(_last_view(first, rng, camera), parse.size)
     # Shrink the photo once so each output pixel samples about PRESAMPLE source pixels (no aliasing).
     scale = min(1.0, PRESAMPLE * size / max(first.side, last.side))
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
     person = parse.person[0]
     small_person = (
-        cv2.resize(person, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA) if scale < 1 else person
+        cv2.resize(person, (small.shape[1], small.shape[0]), interpolation=cv2.INTER_AREA)
+        if scale < 1
+        else person
     )
     sway = _Sway(size, rng, camera.sway)
     shake_phase = rng.uniform(0, 2 * np.pi, (2, 2))

@@ -58,7 +58,10 @@ def _focus_in_frame(
 
 def still_cache_path(cache_dir: Path, path: Path, box: tuple[float, float, float, float] | None) -> Path:
     framing = hashlib.sha1(repr(box).encode()).hexdigest()[:8]
-    return cache_dir / f"{path.stem}-{file_fingerprint(path)}-{framing}-still{STILL_MAX_SIDE}-v{PARSE_VERSION}.npz"
+    return (
+        cache_dir
+        / f"{path.stem}-{file_fingerprint(path)}-{framing}-still{STILL_MAX_SIDE}-v{PARSE_VERSION}.npz"
+    )
 
 
 def parse_still(image: np.ndarray, focus: tuple[float, float, float, float] | None = None) -> ClipParse:
