@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -83,6 +84,7 @@ class BuildConfig:
     far_seconds: float = FAR_SECONDS
     camera: CameraConfig = CLIP_CAMERA
     scene: SceneConfig = DEFAULT_SCENE
+    registry: Path = REGISTRY_PATH  # the person registry (tests point it at a small one)
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.frames < 1 or self.shard_size < 1:
@@ -106,7 +108,7 @@ class BuildConfig:
     def content_key(self) -> str:
         """Hash of everything that decides shard contents (not where they go), the registry included."""
         fields = {k: v for k, v in asdict(self).items() if k not in ("out", "sources", "parse_cache")}
-        fields["registry"] = hashlib.sha1(REGISTRY_PATH.read_bytes()).hexdigest()[:12]
+        fields["registry"] = hashlib.sha1(self.registry.read_bytes()).hexdigest()[:12]
         return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -244,6 +246,8 @@ def prepare_source(source: SourceClip, config: BuildConfig) -> SourceClip:
         if min(info.width, info.height) < MIN_SIDE:
             return _skip(source, f"too small: {info.width}x{info.height} (short side under {MIN_SIDE} px)")
         source.phash = to_hex(file_hashes(path))
+        if heldout_reason(source, load_registry(config.registry), config.split):
+            return source  # guard_sources records why; no need to parse footage that will not be used
         cache = cache_path(config.parse_dir, path, config.parse_max_side)
         parse = parse_clip(path, cache.parent, config.parse_max_side)
         source.parse_cache = str(cache)
@@ -261,6 +265,8 @@ def prepare_source(source: SourceClip, config: BuildConfig) -> SourceClip:
 def _prepare_image(source: SourceClip, config: BuildConfig) -> SourceClip:
     path = Path(source.path)
     source.phash = to_hex(file_hashes(path))
+    if heldout_reason(source, load_registry(config.registry), config.split):
+        return source  # guard_sources records why
     focus = tuple(source.focus) if source.focus else None
     cache = prepare_still(path, focus, config.parse_dir)  # type: ignore[arg-type]
     still = load_still(cache)
@@ -284,32 +290,34 @@ def _skip(clip: SourceClip, reason: str) -> SourceClip:
     return clip
 
 
-def guard_sources(sources: Sequence[SourceClip], registry: Registry, split: Split) -> None:
-    """Skip, in place, training sources that show a held-out person and duplicates of earlier sources.
+def heldout_reason(source: SourceClip, registry: Registry, split: Split) -> str:
+    """Why a training source shows a held-out person ("" when it does not): its registry entry is in the
+    test split, or its perceptual hashes match a held-out file's (the same footage under another name,
+    re-encoded or resized)."""
+    if split != "train":
+        return ""
+    if source.split == "test":
+        return f"held out: {source.file_id} shows {', '.join(source.people)} (test split)"
+    hashes = from_hex(source.phash)
+    match = next((f for f, ref in registry.heldout_hashes() if shows_same_footage(hashes, ref)), None)
+    if match is None:
+        return ""
+    return f"held out: looks like {match.id} (perceptual hash), which shows {', '.join(match.person_ids)}"
 
-    A registry file of the test split is held out by its entry; any other file is held out when its
-    perceptual hashes match a held-out file's (the same footage under another name, re-encoded or
-    resized). A duplicate is another file with the same content fingerprint or matching hashes.
-    """
-    heldout = registry.heldout_hashes()
+
+def guard_sources(sources: Sequence[SourceClip], registry: Registry, split: Split) -> None:
+    """Skip, in place, training sources that show a held-out person (see heldout_reason) and
+    duplicates of earlier sources: another file with the same content fingerprint or matching hashes,
+    or the same person of the same file listed twice."""
     kept: list[SourceClip] = []
     for source in sources:
         if source.status != "used":
             continue
-        hashes = from_hex(source.phash)
-        if split == "train":
-            if source.split == "test":
-                _skip(source, f"held out: {source.file_id} shows {', '.join(source.people)} (test split)")
-                continue
-            match = next((f for f, ref in heldout if shows_same_footage(hashes, ref)), None)
-            if match is not None:
-                _skip(
-                    source,
-                    f"held out: looks like {match.id} (perceptual hash), "
-                    f"which shows {', '.join(match.person_ids)}",
-                )
-                continue
-        twin = next((k for k in kept if _same_file(source, k, hashes)), None)
+        reason = heldout_reason(source, registry, split)
+        if reason:
+            _skip(source, reason)
+            continue
+        twin = next((k for k in kept if _same_file(source, k, from_hex(source.phash))), None)
         if twin is not None:
             _skip(source, f"duplicate of {twin.path}")
             continue
@@ -515,9 +523,10 @@ def load_photo_window(still: Still, spec: SampleSpec, config: BuildConfig) -> Wi
     return Window(frames, parts, far_frames[0], far_part, parse.fps, info, [])
 
 
-def _backgrounds() -> tuple[tuple[str, str], ...]:
+@lru_cache(maxsize=4)
+def _backgrounds(registry: Path) -> tuple[tuple[str, str], ...]:
     found = []
-    for background in load_registry().backgrounds:
+    for background in load_registry(registry).backgrounds:
         path = locate_background(background)
         if path is not None:
             found.append((background.id, str(path)))
@@ -528,7 +537,9 @@ def _augment_window(window: Window, config: BuildConfig, seed: int) -> dict[str,
     """Backgrounds and colour jitter, identical on the window and its far frame; returns what was drawn."""
     if not config.augmenting:
         return {"background": "original"}
-    choice = draw_scene(config.size, config.scene, _backgrounds(), np.random.default_rng([seed, 5]))
+    choice = draw_scene(
+        config.size, config.scene, _backgrounds(config.registry), np.random.default_rng([seed, 5])
+    )
     window.frames = apply_scene(window.frames, np.stack([p.person for p in window.parts]), choice)
     window.far = apply_scene(window.far[None], window.far_part.person[None], choice)[0]
     return choice.describe()
@@ -766,11 +777,14 @@ def build_dataset(
     started = time.perf_counter()
     config.out.mkdir(parents=True, exist_ok=True)
     categories = _categories(config)
-    registry = load_registry()
+    registry = load_registry(config.registry)
     if config.sources == "corpus":
         candidates, missing = corpus_sources(registry, config.split)
     else:
         candidates, missing = listed_sources(config.sources, registry), []
+        for candidate in candidates:
+            if not candidate.file_id:
+                candidate.split = config.split  # a user's file belongs to the split it is built for
     clips = run_jobs(
         engine, prepare_source, [(c, config) for c in candidates], workers, "parse sources", progress
     )
@@ -789,7 +803,16 @@ def build_dataset(
         engine, build_shard, [(config, used, groups[j], j) for j in todo], workers, "build shards", progress
     )
     manifest = write_manifest(config, clips, len(groups), engine, registry)
+    overlap = shared_people(manifest)
+    if overlap:  # the guard above makes this impossible; a broken registry edit must not pass silently
+        raise RuntimeError(f"people in both splits of {config.out}: {', '.join(overlap)}; fix people.json")
     return BuildReport(manifest, time.perf_counter() - started, len(todo), len(groups) - len(todo))
+
+
+def shared_people(manifest: dict[str, Any]) -> list[str]:
+    """Person ids listed in both splits of a manifest (empty for a sound build)."""
+    people = manifest["people"]
+    return sorted({p["id"] for p in people["train"]} & {p["id"] for p in people["test"]})
 
 
 def people_summary(
@@ -833,7 +856,11 @@ def write_manifest(
         "format": "streamingeffect-videoeffect",
         "version": MANIFEST_VERSION,
         "streamingeffect": __version__,
-        "config": {k: v for k, v in asdict(config).items() if k not in ("out", "parse_cache")}
+        "config": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in asdict(config).items()
+            if k not in ("out", "parse_cache")
+        }
         | {"content_key": config.content_key()},
         "engine": engine,
         "counts": {
