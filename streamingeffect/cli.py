@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-IMAGE_RATIO_DEFAULT = 2.0  # keep equal to streamingeffect.data.build.IMAGE_RATIO (not imported: slow)
+IMAGE_RATIO_DEFAULT = 9.0  # keep equal to streamingeffect.data.build.IMAGE_RATIO (not imported: slow)
 DEFAULT_CACHE = Path(os.environ.get("STREAMINGEFFECT_CACHE", Path.home() / ".cache" / "streamingeffect"))
 
 

@@ -87,6 +87,13 @@ def test_heldout_api_resolves_files_to_local_paths() -> None:
     assert not {p.id for p in people} & {p.id for p in train_people()}
 
 
+def test_cli_default_ratio_is_the_build_default() -> None:
+    from streamingeffect.cli import IMAGE_RATIO_DEFAULT
+    from streamingeffect.data.build import IMAGE_RATIO
+
+    assert IMAGE_RATIO_DEFAULT == IMAGE_RATIO
+
+
 def test_manifest_people_check_finds_overlap() -> None:
     manifest = {"people": {"train": [{"id": "a"}, {"id": "b"}], "test": [{"id": "b"}]}}
     assert shared_people(manifest) == ["b"]
