@@ -242,6 +242,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[BuildConfig, Path]
         seed=2,
         shard_size=2,
         registry=registry,
+        image_ratio=1.0,  # both kinds in six samples
         parse_cache=tmp / "parse",
         categories=("neon_outline_cyan", "hair_recolor_pink", "glow_aura_gold"),
     )
@@ -302,3 +303,15 @@ def test_person_contact_sheet_has_one_row_per_person(
 def test_image_hash_is_stable() -> None:
     ramp = np.tile(np.arange(64, dtype=np.uint8)[None] * 4, (64, 1))
     assert image_hash(ramp) == image_hash(ramp.copy()) != image_hash(ramp.T.copy())
+
+
+def test_cli_prints_the_registry_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    from streamingeffect.cli import main
+
+    assert main(["data", "people", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    by_id = {p["id"]: p for p in table}
+    assert by_id[BENCHMARK_PERSON]["split"] == "test"
+    assert {f["id"] for f in by_id[BENCHMARK_PERSON]["files"]} >= {"feat/single_face.mp4"}
+    assert all(p["licences"] and p["files"] for p in table)
+    assert sum(p["split"] == "train" for p in table) >= 15
