@@ -315,3 +315,24 @@ def test_cli_prints_the_registry_as_json(capsys: pytest.CaptureFixture[str]) -> 
     assert {f["id"] for f in by_id[BENCHMARK_PERSON]["files"]} >= {"feat/single_face.mp4"}
     assert all(p["licences"] and p["files"] for p in table)
     assert sum(p["split"] == "train" for p in table) >= 15
+
+
+def test_bad_photos_are_skipped_with_reasons(tmp_path: Path) -> None:
+    from streamingeffect.data.build import prepare_source
+
+    ramp = np.tile(np.linspace(40, 220, 320, dtype=np.uint8)[None, :, None], (240, 1, 3))
+    cv2.imwrite(str(tmp_path / "scenery.png"), ramp)  # no person
+    face = cv2.imread(str(_located("feat/single_face.jpg")))
+    canvas = np.full((900, 1200, 3), 120, np.uint8)
+    canvas[400:430, 600:630] = cv2.resize(face, (30, 30), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(tmp_path / "far_away.png"), canvas)  # a person too small to parse
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    config = BuildConfig("corpus", tmp_path / "out", samples=1, parse_cache=tmp_path / "parse")
+    reasons = {}
+    for name in ("scenery.png", "far_away.png", "broken.jpg"):
+        source = prepare_source(SourceClip(str(tmp_path / name), "test", kind="image", person="x"), config)
+        assert source.status == "skipped", name
+        reasons[name] = source.reason
+    assert "no person" in reasons["scenery.png"]
+    assert "no person" in reasons["far_away.png"] or "too small" in reasons["far_away.png"]
+    assert "broken.jpg" in reasons["broken.jpg"]
