@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from streamingeffect.data.dataset import shard_paths
-from streamingeffect.data.shards import Sample, read_shard
+from streamingeffect.data.shards import Sample, decode_sample, iter_shard_files, read_shard
 from streamingeffect.io import ImageError, VideoError, is_image_file, load_image, read_frames, write_video
 from streamingeffect.io.images import save_image
 
@@ -41,16 +41,22 @@ def one_per_category(root: Path, limit: int) -> Iterator[Sample]:
 
 
 def one_per_person(root: Path, limit: int) -> Iterator[Sample]:
-    """The first sample of each person (photo samples first, so a row shows a pseudo-video when the
-    person has a photo), in shard order, at most ``limit`` people."""
-    chosen: dict[str, Sample] = {}
+    """The first sample of each person (a photo sample where the person has one, so the row shows a
+    pseudo-video), in shard order, at most ``limit`` people. Only the chosen samples are decoded."""
+    chosen: dict[str, tuple[str, dict[str, bytes]]] = {}
     for shard in shard_paths(root):
-        for sample in read_shard(shard):
-            person = str(sample.meta.get("person", ""))
-            is_photo = sample.meta["source"].get("kind") == "image"
-            if person not in chosen or (is_photo and chosen[person].meta["source"].get("kind") != "image"):
-                chosen[person] = sample
-    yield from [chosen[p] for p in sorted(chosen)][:limit]
+        for key, files in iter_shard_files(shard):
+            meta = json.loads(files["json"])
+            person = str(meta.get("person", ""))
+            is_photo = meta["source"].get("kind") == "image"
+            if person not in chosen or (is_photo and not _is_photo(chosen[person][1])):
+                chosen[person] = (key, files)
+    for person in sorted(chosen)[:limit]:
+        yield decode_sample(*chosen[person])
+
+
+def _is_photo(files: dict[str, bytes]) -> bool:
+    return json.loads(files["json"])["source"].get("kind") == "image"
 
 
 def original_picture(sample: Sample, size: int) -> np.ndarray:
