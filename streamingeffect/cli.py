@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+IMAGE_RATIO_DEFAULT = 9.0  # keep equal to streamingeffect.data.build.IMAGE_RATIO (not imported: slow)
 DEFAULT_CACHE = Path(os.environ.get("STREAMINGEFFECT_CACHE", Path.home() / ".cache" / "streamingeffect"))
 
 
@@ -42,6 +43,9 @@ def _data_build(args: argparse.Namespace) -> None:
 
     config = BuildConfig(
         sources=args.sources,
+        split=args.split,
+        image_ratio=args.image_ratio,
+        augment=not args.no_augment,
         out=Path(args.out),
         samples=args.samples,
         frames=args.frames,
@@ -69,8 +73,24 @@ def _data_build(args: argparse.Namespace) -> None:
 def _data_preview(args: argparse.Namespace) -> None:
     from streamingeffect.data.preview import write_preview
 
-    sheet, gallery = write_preview(Path(args.dir), Path(args.out), limit=args.limit, columns=args.columns)
+    sheet, gallery = write_preview(
+        Path(args.dir), Path(args.out), limit=args.limit, columns=args.columns, by=args.by
+    )
     print(f"contact sheet: {sheet}\ngallery: {gallery}")
+
+
+def _data_people(args: argparse.Namespace) -> None:
+    from streamingeffect.data.people import load_registry, registry_table
+
+    table = registry_table(load_registry())
+    if args.json:
+        print(json.dumps(table, indent=1))
+        return
+    for person in table:
+        files = ", ".join(f["id"] for f in person["files"])
+        print(f"{person['id']:28s} {person['split']:5s} {files}")
+    splits = {s: sum(p["split"] == s for p in table) for s in ("train", "test")}
+    print(f"{len(table)} people: {splits['train']} train, {splits['test']} held out (test)", file=sys.stderr)
 
 
 def _data_bench(args: argparse.Namespace) -> None:
@@ -362,7 +382,21 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="build, inspect and benchmark training data")
     data_cmds = data.add_subparsers(dest="action", required=True)
     build = data_cmds.add_parser("build", help="build effect/edit triplets from human videos")
-    build.add_argument("--sources", default="bundled", help="'bundled' or a video file / folder of videos")
+    build.add_argument(
+        "--sources",
+        default="corpus",
+        help="'corpus' (the person registry, see `data people`), 'bundled' or a video file / folder",
+    )
+    build.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="train",
+        help="test: the held-out people (benchmark sets)",
+    )
+    build.add_argument(
+        "--image-ratio", type=float, default=IMAGE_RATIO_DEFAULT, help="photo samples per clip sample"
+    )
+    build.add_argument("--no-augment", action="store_true", help="no backgrounds, colour jitter or clip zoom")
     build.add_argument("--out", required=True, help="output folder (manifest.json, shards/, cache/)")
     build.add_argument("--samples", type=int, default=64)
     build.add_argument("--frames", type=int, default=16)
@@ -380,9 +414,18 @@ def build_parser() -> argparse.ArgumentParser:
     preview = data_cmds.add_parser("preview", help="contact sheet PNG + HTML gallery of a dataset")
     preview.add_argument("dir")
     preview.add_argument("--out", required=True, help="contact sheet .png (the gallery goes beside it)")
-    preview.add_argument("--limit", type=int, default=48, help="categories to show")
+    preview.add_argument("--limit", type=int, default=48, help="people or categories to show")
     preview.add_argument("--columns", type=int, default=4)
+    preview.add_argument(
+        "--by",
+        choices=["auto", "person", "category"],
+        default="auto",
+        help="one row per person (auto: when the manifest lists people) or one cell per category",
+    )
     preview.set_defaults(run=_data_preview)
+    people = data_cmds.add_parser("people", help="the person registry: ids, splits, files and licences")
+    people.add_argument("--json", action="store_true", help="one JSON entry per person")
+    people.set_defaults(run=_data_people)
     bench = data_cmds.add_parser("bench", help="measure build throughput and record it in docs/BENCHMARKS.md")
     bench.add_argument("--engines", default="local,ray")
     bench.add_argument("--samples", type=int, default=32)

@@ -261,7 +261,7 @@ def test_cli_build_then_preview(sources: Path, parse_cache: Path, tmp_path: Path
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["shards"]) == 2 and all((out / s["name"]).exists() for s in manifest["shards"])
     sheet = tmp_path / "preview" / "sheet.png"
-    assert main(["data", "preview", str(out), "--out", str(sheet)]) == 0
+    assert main(["data", "preview", str(out), "--out", str(sheet), "--by", "category"]) == 0
     shown = len(manifest["counts"]["per_category"])
     assert Image.open(sheet).size[0] > 3 * 64
     page = sheet.with_suffix(".html").read_text()

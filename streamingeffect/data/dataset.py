@@ -58,6 +58,8 @@ class EffectClipDataset(IterableDataset):
     edit_mask        [F, 1, S, S] float32 {0, 1}
     person           [F, 1, S, S] float32 in [0, 1]
     reference, reference_source  [3, S, S] float32 in [-1, 1]
+    reference_far, reference_far_source  [3, S, S] the long reference (whole frame, flipped with the
+        clip; the near pair for samples built without one, see has_far_reference)
     category (int index into the catalog), kind (0 effect, 1 edit), text (str), key (str)
     """
 
@@ -143,10 +145,27 @@ class EffectClipDataset(IterableDataset):
             "person": torch.from_numpy(frames(sample.person)).float().div(255).unsqueeze(1),
             "reference": to_signed(self._warp(sample.reference, crop, flip)[None])[0],
             "reference_source": to_signed(self._warp(sample.reference_source, crop, flip)[None])[0],
+            **self._far_items(sample, flip),
             "category": self.category_index.get(meta["category"], -1),
             "kind": int(meta["kind"] == "edit"),
             "text": meta["text"],
             "key": sample.key,
+        }
+
+    def _far_items(self, sample: Sample, flip: bool) -> dict[str, object]:
+        """The long reference, resized whole: it frames the person its own way, so the window's crop
+        does not apply to it."""
+        target = sample.reference_far if sample.reference_far is not None else sample.reference
+        source = (
+            sample.reference_far_source
+            if sample.reference_far_source is not None
+            else sample.reference_source
+        )
+        whole = (0, 0, min(target.shape[:2]))
+        return {
+            "reference_far": to_signed(self._warp(target, whole, flip)[None])[0],
+            "reference_far_source": to_signed(self._warp(source, whole, flip)[None])[0],
+            "has_far_reference": sample.has_far_reference,
         }
 
     def _crop_box(self, person: np.ndarray, rng: np.random.Generator) -> tuple[int, int, int]:

@@ -8,7 +8,13 @@ is close to encoding the mirrored frames, and costs nothing.)
     <key>.source / .target        [F, C, h, w] float16 latents (scaled)
     <key>.person / .edit          [F, 1, h, w] float16 masks, area-averaged to latent resolution
     <key>.ref_source / .ref_target  [C, h, w] the reference pair's latents
-    metadata "samples": JSON list of {key, reference_index, text, descriptions, category, kind, op}
+    <key>.ref_far_source / .ref_far_target  [C, h, w] the long reference pair (seconds away, another pose)
+    <key>.ref_far_person / .ref_far_edit    [1, h, w] its masks
+    metadata "samples": JSON list of {key, reference_index, text, descriptions, category, kind, op,
+                        person, reference_far}
+
+Samples built before the long reference existed (and latent shards encoded from them) carry no far
+pair; they read back with the near pair in its place (``has_far_reference`` False).
 """
 
 from __future__ import annotations
@@ -45,11 +51,28 @@ def _latent_mask(mask: np.ndarray, size: int, factor: int) -> torch.Tensor:
     return torch.from_numpy(small)[:, None]
 
 
+def far_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(target, source, person [S, S] uint8, edit [S, S] bool) of the long reference, or of the near one
+    for samples built without it."""
+    if sample.has_far_reference:
+        assert sample.reference_far_source is not None and sample.reference_far_person is not None
+        assert sample.reference_far_edit is not None and sample.reference_far is not None
+        return (
+            sample.reference_far,
+            sample.reference_far_source,
+            sample.reference_far_person,
+            sample.reference_far_edit,
+        )
+    index = int(sample.meta["reference_index"])
+    return sample.reference, sample.reference_source, sample.person[index], sample.edit_mask[index]
+
+
 @torch.no_grad()
 def encode_sample(autoencoder: FrameAutoencoder, sample: Sample, size: int) -> dict[str, torch.Tensor]:
     """One sample's frames and masks at ``size`` x ``size`` -> latents and latent-resolution masks."""
     factor = autoencoder.config.downsample
-    refs = np.stack([sample.reference, sample.reference_source])
+    far_target, far_source, far_person, far_edit = far_pair(sample)
+    refs = np.stack([sample.reference, sample.reference_source, far_target, far_source])
     video = np.concatenate([_resize(sample.source, size), _resize(sample.target, size), _resize(refs, size)])
     latents = torch.cat([autoencoder.encode(part) for part in to_signed(video).split(16)]).half()
     count = sample.num_frames
@@ -58,8 +81,12 @@ def encode_sample(autoencoder: FrameAutoencoder, sample: Sample, size: int) -> d
         "target": latents[count : 2 * count],
         "ref_target": latents[2 * count],
         "ref_source": latents[2 * count + 1],
+        "ref_far_target": latents[2 * count + 2],
+        "ref_far_source": latents[2 * count + 3],
         "person": _latent_mask(sample.person, size, factor).half(),
         "edit": _latent_mask(sample.edit_mask.astype(np.uint8), size, factor).half(),
+        "ref_far_person": _latent_mask(far_person[None], size, factor)[0].half(),
+        "ref_far_edit": _latent_mask(far_edit[None].astype(np.uint8), size, factor)[0].half(),
     }
 
 
@@ -73,6 +100,7 @@ def encode_dataset(
     out.mkdir(parents=True, exist_ok=True)
     shards = shard_paths(data)
     fields = ("key", "reference_index", "text", "category", "kind", "op", "descriptions")
+    optional = ("person", "reference_far")  # absent from samples built before the registry
     for index, shard in enumerate(tqdm(shards, desc="encode latents", unit="shard", disable=not progress)):
         path = out / f"latents-{index:05d}.safetensors"
         if path.exists():
@@ -82,7 +110,10 @@ def encode_dataset(
         for sample in read_shard(shard):
             for name, value in encode_sample(autoencoder, sample, size).items():
                 tensors[f"{sample.key}.{name}"] = value.contiguous()
-            entries.append({k: sample.meta[k] for k in fields})
+            entry = {k: sample.meta[k] for k in fields} | {
+                k: sample.meta[k] for k in optional if k in sample.meta
+            }
+            entries.append(entry | {"has_far_reference": sample.has_far_reference})
         tmp = path.with_name(path.name + ".partial")
         save_file(tensors, str(tmp), metadata={"samples": json.dumps(entries), "size": str(size)})
         tmp.replace(path)
@@ -101,12 +132,29 @@ class LatentSample:
     edit: torch.Tensor
     ref_source: torch.Tensor  # [C, h, w]
     ref_target: torch.Tensor
+    ref_far_source: torch.Tensor  # [C, h, w] the long reference (the near pair for old shards)
+    ref_far_target: torch.Tensor
+    ref_far_person: torch.Tensor  # [1, h, w]
+    ref_far_edit: torch.Tensor
     meta: dict[str, object]
+
+    @property
+    def is_edit(self) -> bool:
+        return self.meta["kind"] == "edit"
 
     @property
     def mask(self) -> torch.Tensor:
         """The mask the model is given: the edit region for local edits, the person for effects."""
-        return self.edit if self.meta["kind"] == "edit" else self.person
+        return self.edit if self.is_edit else self.person
+
+    @property
+    def ref_far_mask(self) -> torch.Tensor:
+        """[1, h, w] the long reference's mask, chosen the way ``mask`` is."""
+        return self.ref_far_edit if self.is_edit else self.ref_far_person
+
+    @property
+    def has_far_reference(self) -> bool:
+        return bool(self.meta.get("has_far_reference", False))
 
 
 class LatentDataset(Dataset):
@@ -125,13 +173,26 @@ class LatentDataset(Dataset):
         return self.samples[index]
 
 
+NEAR_FIELDS = ("source", "target", "person", "edit", "ref_source", "ref_target")
+FAR_FIELDS = ("ref_far_source", "ref_far_target", "ref_far_person", "ref_far_edit")
+
+
 def _read_latents(path: Path) -> Iterator[LatentSample]:
     with safe_open(str(path), framework="pt") as handle:
         entries = json.loads(handle.metadata()["samples"])
+        names = set(handle.keys())
         for entry in entries:
             key = entry["key"]
-            fields = {
-                name: handle.get_tensor(f"{key}.{name}")
-                for name in ("source", "target", "person", "edit", "ref_source", "ref_target")
-            }
+            fields = {name: handle.get_tensor(f"{key}.{name}") for name in NEAR_FIELDS}
+            if all(f"{key}.{name}" in names for name in FAR_FIELDS):
+                fields |= {name: handle.get_tensor(f"{key}.{name}") for name in FAR_FIELDS}
+            else:  # encoded before the long reference: the near pair stands in
+                index = int(entry["reference_index"])
+                fields |= {
+                    "ref_far_source": fields["ref_source"],
+                    "ref_far_target": fields["ref_target"],
+                    "ref_far_person": fields["person"][index],
+                    "ref_far_edit": fields["edit"][index],
+                }
+                entry = entry | {"has_far_reference": False}
             yield LatentSample(key=key, meta=entry, **fields)

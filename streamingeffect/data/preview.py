@@ -1,7 +1,10 @@
 """Look at a built dataset: a contact sheet PNG and an HTML gallery with playable clips.
 
-Contact sheet: one cell per category shown, each cell = source | target | edit mask over the source,
-for the reference frame, labelled with the category id and kind.
+Contact sheet by person (builds with people in the manifest): one row per person = the original
+picture (a photo, or the clip's frame) | the sample's first and last source frames | the target |
+the long reference (a frame seconds away, or another view of the photo), labelled with the person.
+Contact sheet by category: one cell per category shown, each cell = source | target | edit mask over
+the source, for the reference frame, labelled with the category id and kind.
 Gallery: OUT.html plus a folder of side-by-side mp4s (source | target | mask), one per sample shown.
 """
 
@@ -16,8 +19,8 @@ import cv2
 import numpy as np
 
 from streamingeffect.data.dataset import shard_paths
-from streamingeffect.data.shards import Sample, read_shard
-from streamingeffect.io import write_video
+from streamingeffect.data.shards import Sample, decode_sample, iter_shard_files, read_shard
+from streamingeffect.io import ImageError, VideoError, is_image_file, load_image, read_frames, write_video
 from streamingeffect.io.images import save_image
 
 LABEL_HEIGHT = 22
@@ -35,6 +38,75 @@ def one_per_category(root: Path, limit: int) -> Iterator[Sample]:
             yield sample
             if len(seen) >= limit:
                 return
+
+
+def one_per_person(root: Path, limit: int) -> Iterator[Sample]:
+    """The first sample of each person (a photo sample where the person has one, so the row shows a
+    pseudo-video), in shard order, at most ``limit`` people. Only the chosen samples are decoded."""
+    chosen: dict[str, tuple[str, dict[str, bytes]]] = {}
+    for shard in shard_paths(root):
+        for key, files in iter_shard_files(shard):
+            meta = json.loads(files["json"])
+            person = str(meta.get("person", ""))
+            is_photo = meta["source"].get("kind") == "image"
+            if person not in chosen or (is_photo and not _is_photo(chosen[person][1])):
+                chosen[person] = (key, files)
+    for person in sorted(chosen)[:limit]:
+        yield decode_sample(*chosen[person])
+
+
+def _is_photo(files: dict[str, bytes]) -> bool:
+    return json.loads(files["json"])["source"].get("kind") == "image"
+
+
+def original_picture(sample: Sample, size: int) -> np.ndarray:
+    """The picture the sample came from, letterboxed into [size, size, 3]: the photo (framed on the
+    person's box when it shows several people) or the clip's frame at the window's start."""
+    source = sample.meta["source"]
+    path = Path(source["path"])
+    try:
+        if is_image_file(path):
+            image = load_image(path)
+            if source.get("focus"):
+                from streamingeffect.data.stills import frame_box
+
+                rows, cols = frame_box(image.shape[:2], tuple(source["focus"]))
+                image = image[rows, cols]
+        else:
+            image = next(iter(read_frames(path, start=source["start"], stop=source["start"] + 1))).image
+    except (ImageError, VideoError, StopIteration, OSError):
+        return np.full((size, size, 3), 200, np.uint8)  # the file moved since the build
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    small = cv2.resize(
+        image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+    )
+    out = np.full((size, size, 3), 255, np.uint8)
+    y0, x0 = (size - small.shape[0]) // 2, (size - small.shape[1]) // 2
+    out[y0 : y0 + small.shape[0], x0 : x0 + small.shape[1]] = small
+    return out
+
+
+def person_row(sample: Sample) -> np.ndarray:
+    """[label + S, 5 S + gaps, 3]: original | first frame | last frame | target | long reference."""
+    size = sample.source.shape[1]
+    last = sample.num_frames - 1
+    far = (
+        sample.reference_far if sample.reference_far is not None else np.full((size, size, 3), 200, np.uint8)
+    )
+    parts = [original_picture(sample, size), sample.source[0], sample.source[last], sample.target[last], far]
+    gap = np.full((size, 2, 3), 255, np.uint8)
+    row = np.concatenate([x for part in parts for x in (part, gap)][:-1], axis=1)
+    label = np.full((LABEL_HEIGHT, row.shape[1], 3), 255, np.uint8)
+    meta = sample.meta
+    far_info = meta.get("reference_far") or {}
+    far_text = f"{far_info['seconds']} s away" if far_info.get("seconds") is not None else "another view"
+    text = (
+        f"{meta.get('person', '?')} [{meta.get('split', '?')}]  {meta['source'].get('kind', 'video')}: "
+        f"{Path(meta['source']['path']).name}  |  {meta['category']}  |  far ref: {far_text}"
+    )
+    cv2.putText(label, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
+    return np.concatenate([label, row], axis=0)
 
 
 def mask_overlay(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -77,11 +149,25 @@ def contact_sheet(cells: list[np.ndarray], columns: int = 4, pad: int = 6) -> np
     return sheet
 
 
-def write_preview(root: Path, out: Path, limit: int = 48, columns: int = 4) -> tuple[Path, Path]:
-    """Write the contact sheet to ``out`` (PNG) and the gallery beside it; return both paths."""
-    samples = list(one_per_category(root, limit))
+def has_people(root: Path) -> bool:
+    manifest = json.loads((root / "manifest.json").read_text())
+    return bool(manifest.get("counts", {}).get("per_person"))
+
+
+def write_preview(
+    root: Path, out: Path, limit: int = 48, columns: int = 4, by: str = "auto"
+) -> tuple[Path, Path]:
+    """Write the contact sheet to ``out`` (PNG) and the gallery beside it; return both paths.
+    ``by``: "person" (one row per person), "category" (one cell per category), or "auto" (by person
+    when the manifest has people)."""
+    by_person = by == "person" or (by == "auto" and has_people(root))
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(out, contact_sheet([triptych(s) for s in samples], columns))
+    if by_person:
+        samples = list(one_per_person(root, limit))
+        save_image(out, contact_sheet([person_row(s) for s in samples], columns=1))
+    else:
+        samples = list(one_per_category(root, limit))
+        save_image(out, contact_sheet([triptych(s) for s in samples], columns))
     gallery = out.with_suffix(".html")
     clips = out.with_name(out.stem + "_clips")
     clips.mkdir(exist_ok=True)

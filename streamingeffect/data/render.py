@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from streamingeffect.effects import Category, make_effect
-from streamingeffect.parsing.augment import AugmentKind, random_augmentation
+from streamingeffect.parsing.augment import AugmentKind, augment, random_augmentation
 from streamingeffect.parsing.types import FrameParts
 
 CHANGE_THRESHOLD = 10  # max channel difference (of 255) that counts as a changed pixel
@@ -73,6 +73,37 @@ def render_triplet(category: Category, frames: np.ndarray, parts: list[FramePart
     if category.op == "remove":
         return Triplet(edited, frames.copy(), mask, augmentation)
     return Triplet(frames, edited, mask, augmentation)
+
+
+@dataclass
+class ReferenceFrame:
+    """One reference pair at render resolution: [S, S, 3] uint8 frames and [S, S] bool edit mask."""
+
+    source: np.ndarray
+    target: np.ndarray
+    edit_mask: np.ndarray
+    changed: float  # share of pixels the effect changed on this frame
+
+
+def render_reference(
+    category: Category, frame: np.ndarray, part: FrameParts, seed: int, augmentation: AugmentKind | None
+) -> ReferenceFrame:
+    """The category's edit of a single frame far from the sample's window (the long reference).
+
+    A fresh effect with the sample's seed renders it, so it shows the same look; edit categories
+    confine the change to the frame's own region mask, augmented the way the sample's masks were.
+    """
+    rendered = render_frames(category, frame[None], [part], seed)
+    changed = changed_pixels(rendered, frame[None])
+    share = float(changed.mean())
+    if category.kind == "effect":
+        return ReferenceFrame(frame, rendered[0], dilate(changed, 2)[0], share)
+    region = part.regions.get(category.region)[None] > 0.5 if category.region != "scene" else False
+    mask = augment(changed | region, augmentation or "none", np.random.default_rng([seed, 1]))[0]
+    edited = np.where(mask[..., None], rendered[0], frame)
+    if category.op == "remove":
+        return ReferenceFrame(edited, frame.copy(), mask, share)
+    return ReferenceFrame(frame, edited, mask, share)
 
 
 def render_video(

