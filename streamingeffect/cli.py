@@ -146,6 +146,7 @@ def _train(args: argparse.Namespace) -> None:
             resume=args.resume,
             prior=args.prior,
             init=Path(args.init) if args.init else None,
+            far_reference=args.far_reference,
         )
     print(f"checkpoint: {out}")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from fixtures_data import FPS, synthetic_sample
 
-from streamingeffect.data.latents import LatentDataset, encode_dataset
+from streamingeffect.train.latents import LatentDataset, encode_dataset
 from streamingeffect.data.shards import encode_sample, read_shard, write_shard
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from streamingeffect.train.tasks import LatentClips

@@ -8,7 +8,7 @@ import pytest
 import torch
 from fixtures_data import tiny_dataset
 
-from streamingeffect.data.latents import LatentDataset, encode_dataset
+from streamingeffect.train.latents import LatentDataset, encode_dataset
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectTransformer

@@ -37,7 +37,7 @@ def train_autoencoder(data: Path, out: Path, size: str, config: TrainConfig, res
 
 def ensure_latents(data: Path, autoencoder_dir: Path, resolution: int) -> Path:
     """The latent shards of ``data`` for this autoencoder and resolution, encoding them once if needed."""
-    from streamingeffect.data.latents import encode_dataset
+    from streamingeffect.train.latents import encode_dataset
 
     if (data / "latents.json").exists():
         return data  # already a latent folder
@@ -60,6 +60,7 @@ def train_teacher(
     resume: bool = False,
     prior: bool = False,
     init: Path | None = None,
+    far_reference: float = 0.0,
 ) -> Path:
     """Train (or resume) the bidirectional teacher on ``data``'s latents (encoded on first use).
 
@@ -82,7 +83,8 @@ def train_teacher(
             overrides["layout"] = layout
         if prior:
             overrides |= {"prior": True, "predict": "x0"}
-        task = TeacherTask(EffectModelConfig.named(size, **overrides), Path(latents), frames=frames)
+        model_config = EffectModelConfig.named(size, **overrides)
+        task = TeacherTask(model_config, Path(latents), frames=frames, far_reference=far_reference)
         if init is not None and not resume:
             init_from(task.model, init)
         Trainer(task, config, out, env, resume=resume).fit()

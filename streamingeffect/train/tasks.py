@@ -12,7 +12,6 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from streamingeffect.data.dataset import Augment, EffectClipDataset
-from streamingeffect.data.latents import LatentSample
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectTransformer
@@ -21,6 +20,7 @@ from streamingeffect.objectives.autoencoder import reconstruction_loss
 from streamingeffect.objectives.teacher import LatentBatch, teacher_loss
 from streamingeffect.pipeline import TaskConfig
 from streamingeffect.train.distributed import DistEnv
+from streamingeffect.train.latents import LatentSample
 
 
 def clip_stream(
@@ -94,8 +94,8 @@ class LatentClips:
     """
 
     def __init__(self, latents: Path, frames: int, far_reference: float = 0.0):
-        from streamingeffect.data.latents import LatentDataset
         from streamingeffect.models.text import TextCache
+        from streamingeffect.train.latents import LatentDataset
 
         self.latents, self.frames, self.far_reference = latents, frames, far_reference
         self.dataset = LatentDataset(latents)
@@ -150,8 +150,15 @@ class LatentClips:
             text_tokens=features.tokens,
             text_mask=features.mask,
             text_pooled=features.pooled,
-            prior=torch.zeros(len(samples), self.frames, *samples[0].source.shape[1:]),
-            confidence=torch.zeros(len(samples), self.frames, 1, *samples[0].source.shape[2:]),
+            prior=torch.stack(
+                [(s.prior_far if f else s.prior_near)[w] for (s, w), f in zip(windows, far, strict=True)]
+            ).float(),
+            confidence=torch.stack(
+                [
+                    (s.confidence_far if f else s.confidence_near)[w]
+                    for (s, w), f in zip(windows, far, strict=True)
+                ]
+            ).float(),
         )
         return mirror(batch, torch.rand(len(samples), generator=generator) < 0.5)
 
@@ -163,10 +170,17 @@ class TeacherTask(NoExtraState):
     cpu_autocast = True  # matmul-bound: bf16 pays off on CPUs with native bf16 (see precision.py)
     metric_names = ("mse_inside", "mse_outside")
 
-    def __init__(self, config: EffectModelConfig, latents: Path, frames: int = 4, shift: float = 3.0):
+    def __init__(
+        self,
+        config: EffectModelConfig,
+        latents: Path,
+        frames: int = 4,
+        shift: float = 3.0,
+        far_reference: float = 0.0,
+    ):
         self.config = config
         self.model: nn.Module = EffectTransformer(config)
-        self.clips = LatentClips(latents, frames)
+        self.clips = LatentClips(latents, frames, far_reference)
         self.frames, self.shift = frames, shift
         self.latents = latents
         self.resolution = self.clips.resolution

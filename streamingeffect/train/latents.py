@@ -10,11 +10,16 @@ is close to encoding the mirrored frames, and costs nothing.)
     <key>.ref_source / .ref_target  [C, h, w] the reference pair's latents
     <key>.ref_far_source / .ref_far_target  [C, h, w] the long reference pair (seconds away, another pose)
     <key>.ref_far_person / .ref_far_edit    [1, h, w] its masks
+    <key>.prior_near / .prior_far           [F, C, h, w] the flow prior for each reference: the latent of
+                                            the frame with the reference's change carried onto it by
+                                            flow, minus the frame's own latent
+    <key>.confidence_near / .confidence_far [F, 1, h, w] the flow's confidence
     metadata "samples": JSON list of {key, reference_index, text, descriptions, category, kind, op,
                         person, reference_far}
 
 Samples built before the long reference existed (and latent shards encoded from them) carry no far
-pair; they read back with the near pair in its place (``has_far_reference`` False).
+pair; they read back with the near pair in its place (``has_far_reference`` False). Latent shards
+encoded before the flow prior read back with zero priors and zero confidence.
 """
 
 from __future__ import annotations
@@ -33,7 +38,10 @@ from torch.utils.data import Dataset
 
 from streamingeffect.data.dataset import shard_paths, to_signed
 from streamingeffect.data.shards import Sample, read_shard
+from streamingeffect.effects import get_category
 from streamingeffect.models.autoencoder import FrameAutoencoder
+from streamingeffect.pipeline.flow_prior import FlowPrior
+from streamingeffect.pipeline.scopes import scope_for
 
 
 def _resize(frames: np.ndarray, size: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
@@ -67,16 +75,48 @@ def far_pair(sample: Sample) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     return sample.reference, sample.reference_source, sample.person[index], sample.edit_mask[index]
 
 
+def carried_frames(
+    sample: Sample, ref_source: np.ndarray, ref_target: np.ndarray, flow: FlowPrior
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each source frame with the reference's change carried onto it by flow [F, S, S, 3] uint8, and the
+    flow's confidence [F, S, S] (the runtime's prior, `pipeline.flow_prior`, on training data)."""
+    category = get_category(str(sample.meta["category"]))
+    follows = not scope_for(category).whole_frame  # the change moves with the person, as live
+    change = ref_target.astype(np.float32) - ref_source.astype(np.float32)
+    frames, confidences = [], []
+    for frame, person in zip(sample.source, sample.person, strict=True):
+        anchor = person.astype(np.float32) / 255 if follows else None
+        carried, confidence = flow(frame, ref_source, change, anchor)
+        frames.append(np.clip(np.rint(frame + carried), 0, 255).astype(np.uint8))
+        confidences.append(confidence)
+    return np.stack(frames), np.stack(confidences)
+
+
+def _encode(autoencoder: FrameAutoencoder, frames: np.ndarray, size: int) -> torch.Tensor:
+    return torch.cat([autoencoder.encode(part) for part in to_signed(_resize(frames, size)).split(16)])
+
+
 @torch.no_grad()
 def encode_sample(autoencoder: FrameAutoencoder, sample: Sample, size: int) -> dict[str, torch.Tensor]:
-    """One sample's frames and masks at ``size`` x ``size`` -> latents and latent-resolution masks."""
+    """One sample's frames and masks at ``size`` x ``size`` -> latents, latent-resolution masks and the
+    flow priors of both references."""
     factor = autoencoder.config.downsample
     far_target, far_source, far_person, far_edit = far_pair(sample)
     refs = np.stack([sample.reference, sample.reference_source, far_target, far_source])
     video = np.concatenate([_resize(sample.source, size), _resize(sample.target, size), _resize(refs, size)])
-    latents = torch.cat([autoencoder.encode(part) for part in to_signed(video).split(16)]).half()
+    latents = torch.cat([autoencoder.encode(part) for part in to_signed(video).split(16)])
     count = sample.num_frames
-    return {
+    flow = FlowPrior()
+    priors = {}
+    for name, (ref_source, ref_target) in {
+        "near": (sample.reference_source, sample.reference),
+        "far": (far_source, far_target),
+    }.items():
+        carried, confidence = carried_frames(sample, ref_source, ref_target, flow)
+        priors[f"prior_{name}"] = (_encode(autoencoder, carried, size) - latents[:count]).half()
+        priors[f"confidence_{name}"] = _latent_mask(confidence, size, factor).half()
+    latents = latents.half()
+    return priors | {
         "source": latents[:count],
         "target": latents[count : 2 * count],
         "ref_target": latents[2 * count],
@@ -136,6 +176,10 @@ class LatentSample:
     ref_far_target: torch.Tensor
     ref_far_person: torch.Tensor  # [1, h, w]
     ref_far_edit: torch.Tensor
+    prior_near: torch.Tensor  # [F, C, h, w] the flow prior of the near reference (zeros for old shards)
+    confidence_near: torch.Tensor  # [F, 1, h, w]
+    prior_far: torch.Tensor  # the same for the long reference
+    confidence_far: torch.Tensor
     meta: dict[str, object]
 
     @property
@@ -175,6 +219,7 @@ class LatentDataset(Dataset):
 
 NEAR_FIELDS = ("source", "target", "person", "edit", "ref_source", "ref_target")
 FAR_FIELDS = ("ref_far_source", "ref_far_target", "ref_far_person", "ref_far_edit")
+PRIOR_FIELDS = ("prior_near", "confidence_near", "prior_far", "confidence_far")
 
 
 def _read_latents(path: Path) -> Iterator[LatentSample]:
@@ -195,4 +240,14 @@ def _read_latents(path: Path) -> Iterator[LatentSample]:
                     "ref_far_edit": fields["edit"][index],
                 }
                 entry = entry | {"has_far_reference": False}
+            if all(f"{key}.{name}" in names for name in PRIOR_FIELDS):
+                fields |= {name: handle.get_tensor(f"{key}.{name}") for name in PRIOR_FIELDS}
+            else:  # encoded before the flow prior: nothing carried, nothing trusted
+                zeros, none = torch.zeros_like(fields["source"]), torch.zeros_like(fields["person"])
+                fields |= {
+                    "prior_near": zeros,
+                    "confidence_near": none,
+                    "prior_far": zeros,
+                    "confidence_far": none,
+                }
             yield LatentSample(key=key, meta=entry, **fields)
