@@ -469,6 +469,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--init", default="", help="teacher: start from this effect model's weights where they fit"
     )
+    train.add_argument(
+        "--far-reference",
+        type=float,
+        default=0.0,
+        help="teacher: share of samples guided by their long reference",
+    )
     distill = train.add_argument_group("distillation (ode-init, student)")
     distill.add_argument("--teacher", default="", help="teacher checkpoint folder (or the bundled one)")
     distill.add_argument("--pairs", type=int, default=512, help="ode-init: teacher ODE trajectories to make")

@@ -65,7 +65,8 @@ def train_teacher(
     """Train (or resume) the bidirectional teacher on ``data``'s latents (encoded on first use).
 
     ``prior``: the model takes the flow prior and predicts x0 (a correction of the prior, zero at the
-    start). ``init``: start from a trained effect model's weights where they fit (`init_from`)."""
+    start). ``init``: start from a trained effect model's weights where they fit (`init_from`).
+    ``far_reference``: the share of samples guided by their long reference (seconds away, another pose)."""
     env = init_distributed()
     try:
         latents = ensure_latents(data, autoencoder_dir, resolution) if env.is_main else None
