@@ -131,36 +131,64 @@ def encode_sample(autoencoder: FrameAutoencoder, sample: Sample, size: int) -> d
 
 
 def encode_dataset(
-    data: Path, autoencoder: FrameAutoencoder, out: Path, size: int, progress: bool = True
+    data: Path, autoencoder: FrameAutoencoder, out: Path, size: int, progress: bool = True, workers: int = 1
 ) -> Path:
-    """Encode every shard of ``data`` into OUT/latents-XXXXX.safetensors (skips finished ones)."""
+    """Encode every shard of ``data`` into OUT/latents-XXXXX.safetensors (skips finished ones), in
+    ``workers`` processes (forked: they share the autoencoder's weights)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from tqdm import tqdm
 
     autoencoder.check_size(size, size)
     out.mkdir(parents=True, exist_ok=True)
     shards = shard_paths(data)
-    fields = ("key", "reference_index", "text", "category", "kind", "op", "descriptions")
-    optional = ("person", "reference_far")  # absent from samples built before the registry
-    for index, shard in enumerate(tqdm(shards, desc="encode latents", unit="shard", disable=not progress)):
-        path = out / f"latents-{index:05d}.safetensors"
-        if path.exists():
-            continue
-        tensors: dict[str, torch.Tensor] = {}
-        entries = []
-        for sample in read_shard(shard):
-            for name, value in encode_sample(autoencoder, sample, size).items():
-                tensors[f"{sample.key}.{name}"] = value.contiguous()
-            entry = {k: sample.meta[k] for k in fields} | {
-                k: sample.meta[k] for k in optional if k in sample.meta
-            }
-            entries.append(entry | {"has_far_reference": sample.has_far_reference})
-        tmp = path.with_name(path.name + ".partial")
-        save_file(tensors, str(tmp), metadata={"samples": json.dumps(entries), "size": str(size)})
-        tmp.replace(path)
+    todo = [(i, s) for i, s in enumerate(shards) if not (out / f"latents-{i:05d}.safetensors").exists()]
+    bar = tqdm(
+        total=len(shards),
+        initial=len(shards) - len(todo),
+        desc="encode latents",
+        unit="shard",
+        disable=not progress,
+    )
+    if workers <= 1:
+        for index, shard in todo:
+            _encode_shard(autoencoder, shard, out / f"latents-{index:05d}.safetensors", size)
+            bar.update()
+    else:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            jobs = [
+                pool.submit(_encode_shard, autoencoder, shard, out / f"latents-{i:05d}.safetensors", size)
+                for i, shard in todo
+            ]
+            for job in jobs:
+                job.result()
+                bar.update()
+    bar.close()
     (out / "latents.json").write_text(
         json.dumps({"data": str(data), "size": size, "shards": len(shards)}, indent=1)
     )
     return out
+
+
+def _encode_shard(autoencoder: FrameAutoencoder, shard: Path, path: Path, size: int) -> None:
+    """One dataset shard -> one latent shard, written atomically."""
+    torch.set_num_threads(1)  # one process per core
+    fields = ("key", "reference_index", "text", "category", "kind", "op", "descriptions")
+    optional = ("person", "reference_far")  # absent from samples built before the registry
+    tensors: dict[str, torch.Tensor] = {}
+    entries = []
+    for sample in read_shard(shard):
+        for name, value in encode_sample(autoencoder, sample, size).items():
+            tensors[f"{sample.key}.{name}"] = value.contiguous()
+        entry = {k: sample.meta[k] for k in fields} | {
+            k: sample.meta[k] for k in optional if k in sample.meta
+        }
+        entries.append(entry | {"has_far_reference": sample.has_far_reference})
+    tmp = path.with_name(path.name + ".partial")
+    save_file(tensors, str(tmp), metadata={"samples": json.dumps(entries), "size": str(size)})
+    tmp.replace(path)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def ensure_latents(data: Path, autoencoder_dir: Path, resolution: int) -> Path:
     digest = hashlib.sha1((autoencoder_dir / ckpt.WEIGHTS).read_bytes()).hexdigest()[:10]
     folder = data / f"latents-{resolution}-{digest}"
     if not (folder / "latents.json").exists():
-        encode_dataset(data, load_autoencoder(autoencoder_dir), folder, resolution)
+        workers = min(2, os.cpu_count() or 1)
+        encode_dataset(data, load_autoencoder(autoencoder_dir), folder, resolution, workers=workers)
     return folder
 
 
