@@ -20,6 +20,8 @@ def test_a_miniature_suite_writes_every_part_of_the_report(tmp_path: Path) -> No
         frames=4,
         long_seconds=0.4,
         long_every=4,
+        people=1,
+        long_keyframe_seconds=0.3,
     )
     results = run_suite(config, tmp_path, teacher_dir=None, student_dir="student", command="test")
     for name in ("results.json", "report.md", "contact_sheet.jpg", "drift.png", "latency.png"):
@@ -43,6 +45,10 @@ def test_a_miniature_suite_writes_every_part_of_the_report(tmp_path: Path) -> No
     # Outside the edit the output is the source at full resolution (the first wave's repaint: ~15 dB).
     assert student["psnr_out"] > 30 and saved["config"]["clip_size"] == "640x360"
     assert "student, runtime default (catalog keyframes)" in saved["sets"]["text"]
+    assert set(saved["per_person"]["keyframe"]["identity (source)"]) == set(saved["people"])
+    assert saved["people"] == ["feat_door_man"]  # the benchmark person, held out, from the registry
+    long_set = saved["sets"]["long keyframe"]
+    assert "flow propagation of the keyframe" in long_set and "student without KV cache" not in long_set
 
 
 def test_bench_without_a_suite_or_benchmark_is_a_clear_error(capsys) -> None:  # type: ignore[no-untyped-def]

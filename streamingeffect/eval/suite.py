@@ -33,6 +33,7 @@ import torch
 
 from streamingeffect.data.dataset import to_signed
 from streamingeffect.effects import get_category
+from streamingeffect.eval.heldout import HeldoutFrames
 from streamingeffect.pipeline import ModelBundle, Sampling
 from streamingeffect.precision import cpu_flags_summary
 from streamingeffect.runtime.stream import StreamOptions
@@ -43,10 +44,11 @@ class SuiteConfig:
     name: str
     categories: tuple[str, ...]
     frames: int  # per clip of the text and keyframe sets
-    long_seconds: float  # length of the long stream
+    long_seconds: float  # length of the long stream (drift)
     long_every: int = 25  # frames between two drift measurements
-    clip: str = "single_face"
-    start_frame: int = 0
+    people: int | None = None  # the first N held-out people of the registry (None: all of them)
+    long_keyframe_seconds: float = 10.0  # clips of the long keyframe set
+    long_keyframe_category: str = "face_paint_blue"
 
 
 QUICK_CATEGORIES = ("neon_outline_cyan", "face_paint_blue", "hair_recolor_pink", "background_blur_strong")
@@ -65,7 +67,8 @@ SUITES = {
     "quick": SuiteConfig("quick", QUICK_CATEGORIES, frames=16, long_seconds=24.0),
     "full": SuiteConfig("full", FULL_CATEGORIES, frames=32, long_seconds=300.0),
 }
-SETS = ("text", "keyframe")
+SETS = ("text", "keyframe", "long keyframe")
+KEYFRAME_SETS = ("keyframe", "long keyframe")
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -73,33 +76,52 @@ SETS = ("text", "keyframe")
 
 @dataclass
 class BenchClip:
-    """One category on the held-out frames, at their full resolution."""
+    """One category on one held-out person's frames, at their full resolution."""
 
+    person: str
     category: str
     family: str
     source: np.ndarray  # [F, H, W, 3] uint8
     target: np.ndarray  # [F, H, W, 3] uint8 the renderer's ground truth
     edit: torch.Tensor  # [F, 1, H, W] {0, 1} where the ground truth differs from the source
+    fps: float
+    scored_from: int = 0  # frames before this are not scored (the long set: the keyframe's second)
 
 
-def heldout_clip_path(config: SuiteConfig) -> Path:
-    from streamingeffect.io import bundled_clips
+def bench_clips(
+    held: HeldoutFrames, person: str, categories: tuple[str, ...], scored_from: int = 0
+) -> list[BenchClip]:
+    from streamingeffect.eval.heldout import edit_mask, render_target
 
-    return next(c for c in bundled_clips() if c.name == config.clip).path
-
-
-def render_set(config: SuiteConfig, frames: int | None = None) -> tuple[list[BenchClip], float]:
-    """The held-out clip times the categories at full resolution, with the renderer's ground truth;
-    and the clip's frame rate."""
-    from streamingeffect.eval.heldout import edit_mask, load_heldout_frames, render_target
-
-    held = load_heldout_frames(heldout_clip_path(config), frames or config.frames, start=config.start_frame)
     clips = []
-    for category_id in config.categories:
+    for category_id in categories:
         target = render_target(category_id, held)
         mask = torch.from_numpy(edit_mask(target, held.frames).astype(np.float32))[:, None]
-        clips.append(BenchClip(category_id, get_category(category_id).family, held.frames, target, mask))
-    return clips, held.fps
+        family = get_category(category_id).family
+        clips.append(BenchClip(person, category_id, family, held.frames, target, mask, held.fps, scored_from))
+    return clips
+
+
+def render_sets(config: SuiteConfig) -> dict[str, list[BenchClip]]:
+    """Every set's clips: the registry's held-out people times the categories (text and keyframe
+    sets), and their long clips with one category (long keyframe set)."""
+    from tqdm import tqdm
+
+    from streamingeffect.data.people import heldout_people
+    from streamingeffect.eval.heldout import person_frames
+
+    people = heldout_people()[: config.people]
+    short: list[BenchClip] = []
+    long: list[BenchClip] = []
+    for person in tqdm(people, desc="held-out people", unit="person"):
+        held = person_frames(person, config.frames)
+        short += bench_clips(held, person.id, config.categories)
+        count = round(config.long_keyframe_seconds * held.fps)
+        if count > config.frames:
+            held_long = person_frames(person, count)
+            scored_from = min(round(held.fps), count - 2)  # from the second second on
+            long += bench_clips(held_long, person.id, (config.long_keyframe_category,), scored_from)
+    return {"text": short, "keyframe": short, "long keyframe": long}
 
 
 # -------------------------------------------------------------------------------------- methods
@@ -140,7 +162,7 @@ def model_method(
 
     def run(clip: BenchClip, set_name: str, seed: int) -> Output:
         effect = clip.category if set_name == "text" else None
-        keyframe = (clip.source[0], clip.target[0]) if set_name == "keyframe" else None
+        keyframe = (clip.source[0], clip.target[0]) if set_name in KEYFRAME_SETS else None
         frames = effect_frames(
             iter(clip.source), bundle, effect, keyframe, sampling, seed=seed, options=options
         )
@@ -200,8 +222,10 @@ def describe(sampling: Sampling) -> str:
 
 def applies(method: str, set_name: str) -> bool:
     if method == RUNTIME_DEFAULT:
-        return set_name == "text"  # on the keyframe set the keyframe is given: the same as the student
-    return not (method.startswith("flow propagation") and set_name != "keyframe")
+        return set_name == "text"  # on the keyframe sets the keyframe is given: the same as the student
+    if method.startswith("flow propagation"):
+        return set_name in KEYFRAME_SETS
+    return not (set_name == "long keyframe" and method.startswith(("student without", "student per frame")))
 
 
 # -------------------------------------------------------------------------------------- metrics
@@ -215,32 +239,49 @@ class Scorer:
     classifier: Any | None
     identity: bool
 
-    def score(self, clip: BenchClip, output: Output) -> dict[str, float]:
+    def score(self, clip: BenchClip, output: Output, light: bool = False) -> dict[str, float]:
+        """Every metric of ``output`` against the clip (from ``clip.scored_from`` on); ``light``: only
+        PSNR in and out and warp error (the long set's hundreds of frames)."""
         from streamingeffect.eval import metrics
 
-        video = output.video
-        pixels, target = to_signed(video), to_signed(clip.target)
-        inside, outside = clip.edit, 1 - clip.edit
-        landmarks = metrics.landmark_displacement(video, clip.source)
+        first = clip.scored_from
+        video, source = output.video[first:], clip.source[first:]
+        pixels, target = to_signed(video), to_signed(clip.target[first:])
+        inside = clip.edit[first:]
+        outside = 1 - inside
+        timing = {
+            "ms_per_frame": 1000 * output.seconds / len(output.video),
+            "first_frame_ms": 1000 * output.first_seconds,
+        }
+        if light:
+            return {
+                "psnr_in": metrics.psnr(pixels, target, inside),
+                "psnr_out": metrics.psnr(pixels, target, outside),
+                "warp_error": metrics.warp_error(video, source),
+                "source_warp_error": metrics.warp_error(source, source),
+                **timing,
+            }
+        landmarks = metrics.landmark_displacement(video, source)
         row = {
             "psnr_in": metrics.psnr(pixels, target, inside),
             "ssim_in": metrics.ssim(pixels, target, inside),
             "lpips_in": metrics.masked_lpips(self.lpips, pixels, target, inside),
-            "background_l1": metrics.background_l1(pixels, to_signed(clip.source), inside),
+            "background_l1": metrics.background_l1(pixels, to_signed(source), inside),
             "psnr_out": metrics.psnr(pixels, target, outside),
-            "warp_error": metrics.warp_error(video, clip.source),
-            "mawe": metrics.mawe(video, clip.source),
+            "warp_error": metrics.warp_error(video, source),
+            "source_warp_error": metrics.warp_error(source, source),
+            "mawe": metrics.mawe(video, source),
             "landmark_displacement": landmarks.displacement,
             "face_found": landmarks.output_face_rate,
-            "ms_per_frame": 1000 * output.seconds / len(video),
-            "first_frame_ms": 1000 * output.first_seconds,
+            **timing,
         }
         if self.identity:
-            row["identity_distance"] = metrics.identity_distance(video, clip.source)
+            row["identity_distance"] = metrics.identity_distance(video, source)
+            row["target_identity_distance"] = metrics.identity_distance(clip.target[first:], source)
         if self.classifier is not None:
             from streamingeffect.eval.effect_classifier import accuracy
 
-            row["effect_accuracy"] = accuracy(self.classifier, clip.source, video, [clip.family] * len(video))
+            row["effect_accuracy"] = accuracy(self.classifier, source, video, [clip.family] * len(video))
         return {k: float(v) if v is not None else float("nan") for k, v in row.items()}
 
 
@@ -350,24 +391,31 @@ def run_suite(
     out.mkdir(parents=True, exist_ok=True)
     student = ModelBundle.load(student_dir)
     teacher = ModelBundle.load(teacher_dir) if teacher_dir else None
-    clips, fps = render_set(config)
+    sets = render_sets(config)
+    clips, fps = sets["keyframe"], sets["keyframe"][0].fps
     methods = build_methods(teacher, student, config)
     scorer = make_scorer()
-    results: dict[str, Any] = {"sets": {}, "outputs": {}}
+    results: dict[str, Any] = {"sets": {}, "per_person": {}, "people": sorted({c.person for c in clips})}
     sheets: dict[str, np.ndarray] = {}
     for set_name in SETS:
         table: dict[str, dict[str, float]] = {}
+        people: dict[str, dict[str, list[float]]] = {}
         for name, method in methods.items():
-            if not applies(name, set_name):
+            if not applies(name, set_name) or not sets[set_name]:
                 continue
             rows = []
-            for index, clip in enumerate(tqdm(clips, desc=f"{set_name}: {name}", unit="clip")):
+            for index, clip in enumerate(tqdm(sets[set_name], desc=f"{set_name}: {name}", unit="clip")):
                 output = method(clip, set_name, index)
-                rows.append(scorer.score(clip, output))
-                if index == 0:
+                rows.append(scorer.score(clip, output, light=set_name == "long keyframe"))
+                people.setdefault(name, {}).setdefault(clip.person, []).append(rows[-1]["psnr_in"])
+                if index == 0 and set_name != "long keyframe":
                     sheets[f"{set_name}/{name}"] = output.video
             table[name] = _mean(rows)
         results["sets"][set_name] = table
+        results["per_person"][set_name] = {
+            name: {person: float(np.mean(v)) for person, v in by_person.items()}
+            for name, by_person in people.items()
+        }
     stream = long_stream(config, student, clips[0], fps)
     peak = matmul_peak_flops()
     latencies = np.array(stream.latencies_ms)
@@ -429,7 +477,9 @@ def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: st
 
     from streamingeffect.eval.metrics import psnr
 
-    clips, _ = render_set(config)
+    clips = render_sets(replace(config, people=1, long_keyframe_seconds=0))[
+        "keyframe"
+    ]  # the benchmark person
     models = {"student": ModelBundle.load(student_dir)} if student_dir else {}
     if teacher_dir:
         models["teacher"] = ModelBundle.load(teacher_dir)
@@ -439,7 +489,7 @@ def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: st
             if bundle.is_student and not _student_can(bundle, Sampling(steps, start)):
                 continue
             scores = {}
-            for set_name in SETS:
+            for set_name in ("text", "keyframe"):
                 method = model_method(bundle, Sampling(steps, start))
                 values = []
                 for index, clip in enumerate(
@@ -450,7 +500,7 @@ def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: st
                 scores[set_name] = np.mean(values, axis=0)
             rows.append((name, start, steps, scores))
     identity = {
-        s: np.mean([(psnr(to_signed(c.source), to_signed(c.target), c.edit),) for c in clips]) for s in SETS
+        s: np.mean([psnr(to_signed(c.source), to_signed(c.target), c.edit) for c in clips]) for s in ("text",)
     }
     height, width = clips[0].source.shape[1:3]
     lines = [
@@ -458,7 +508,8 @@ def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: st
         "",
         f"Command: `{command}`  ",
         f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). Clip "
-        f"`{config.clip}` ({width}x{height}, a held-out person), {config.frames} frames, categories "
+        f"`{clips[0].person}` ({width}x{height}, the benchmark person, held out), {config.frames} frames, "
+        "categories "
         + ", ".join(f"`{c}`" for c in config.categories)
         + ". PSNR (dB) against the renderer's ground truth at full resolution, inside / outside the edit "
         "mask, "
@@ -493,10 +544,12 @@ COLUMNS = (
     ("background_l1", "bg L1", "{:.4f}"),
     ("psnr_out", "PSNR out (dB)", "{:.2f}"),
     ("warp_error", "warp err", "{:.2f}"),
+    ("source_warp_error", "source warp err", "{:.2f}"),
     ("mawe", "MAWE", "{:.3f}"),
     ("landmark_displacement", "landmarks", "{:.3f}"),
     ("face_found", "face found", "{:.2f}"),
     ("identity_distance", "identity", "{:.3f}"),
+    ("target_identity_distance", "GT identity", "{:.3f}"),
     ("effect_accuracy", "effect acc", "{:.2f}"),
     ("ms_per_frame", "ms / frame", "{:.1f}"),
     ("first_frame_ms", "first frame (ms)", "{:.0f}"),
@@ -518,11 +571,14 @@ def report_markdown(results: dict[str, Any]) -> str:
         f"Machine: {config['machine']}. Wall time {config['wall_s'] / 60:.1f} min. Models: teacher "
         f"`{config['teacher']}`, student `{config['student']}`.",
         "",
-        f"Clip `{config['clip']}` (a person no model trained on), {config['frames']} frames per category at "
-        f"the clip's own resolution ({config['clip_size']}), every model through the inference pipeline, "
-        f"categories: "
-        + ", ".join(f"`{c}`" for c in config["categories"])
-        + ". Ground truth: the procedural renderer. Numbers are means over the categories.",
+        f"The registry's held-out people ({', '.join(f'`{p}`' for p in results['people'])}; no model "
+        f"trained on them): a clip of the benchmark person at its own resolution ({config['clip_size']}), "
+        "pseudo-videos of the others' photos at 512x512 (a camera path and small non-rigid motion). "
+        f"{config['frames']} frames per clip and category, every model through the inference pipeline, "
+        "categories: " + ", ".join(f"`{c}`" for c in config["categories"]) + ". The long keyframe set: "
+        f"{config['long_keyframe_seconds']:g} s per person (the clip played forward and back; the photos' "
+        f"camera paths), `{config['long_keyframe_category']}`, the keyframe at frame 0, scored from the "
+        "second second on. Ground truth: the procedural renderer. Numbers are means over clips.",
         "",
         "In / out: inside / outside the edit mask (where the ground truth differs from the source). "
         "bg L1: VIVID's background preservation (outside the mask, against the source). Warp error "
@@ -534,16 +590,28 @@ def report_markdown(results: dict[str, Any]) -> str:
         "include encoding and decoding; the methods run one after the other on this machine.",
         "",
     ]
+    titles = {
+        "text": "Text set: the effect given as text (model rows: text alone; the runtime default adds the "
+        "catalog's keyframes drawn live)",
+        "keyframe": "Keyframe set: one edited frame propagated",
+        "long keyframe": "Long keyframe set: one edited frame carried through seconds of pose change",
+    }
     for set_name, table in results["sets"].items():
-        title = {
-            "text": "Text set: the effect given as text",
-            "keyframe": "Keyframe set: one edited frame propagated",
-        }
-        lines += [f"## {title[set_name]}", "", "| method | " + " | ".join(c[1] for c in COLUMNS) + " |"]
+        if not table:
+            continue
+        lines += [f"## {titles[set_name]}", "", "| method | " + " | ".join(c[1] for c in COLUMNS) + " |"]
         lines.append("|---|" + "---:|" * len(COLUMNS))
         for name, row in table.items():
             lines.append(f"| {name} | " + " | ".join(_cell(row.get(k), f) for k, _, f in COLUMNS) + " |")
-        lines += ["", "![quality against speed](quality_vs_speed_" + set_name + ".png)", ""]
+        people = results["per_person"][set_name]
+        names = sorted({p for by in people.values() for p in by})
+        lines += ["", "PSNR inside the edit (dB) by held-out person:", ""]
+        lines += ["| method | " + " | ".join(f"`{p}`" for p in names) + " |", "|---|" + "---:|" * len(names)]
+        for method, by in people.items():
+            lines.append(f"| {method} | " + " | ".join(_cell(by.get(p), "{:.2f}") for p in names) + " |")
+        if set_name != "long keyframe":
+            lines += ["", "![quality against speed](quality_vs_speed_" + set_name.replace(" ", "_") + ".png)"]
+        lines.append("")
     drift = stream["psnr_in"]
     lines += [
         "## Long stream (drift)",
@@ -561,7 +629,7 @@ def report_markdown(results: dict[str, Any]) -> str:
         "",
         "| figure | value |",
         "|---|---:|",
-        f"| student fps (encode, 4 steps + cache write, decode; batch 1) | {system['fps']:.2f} |",
+        f"| student fps (EffectStream end to end, every frame; batch 1) | {system['fps']:.2f} |",
         f"| first-frame latency (ms) | {system['first_frame_ms']:.0f} |",
         f"| per-frame latency p50 / p95 (ms) | {system['latency_p50_ms']:.0f} / "
         f"{system['latency_p95_ms']:.0f} |",
@@ -588,6 +656,8 @@ def write_plots(results: dict[str, Any], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     for set_name, table in results["sets"].items():
+        if set_name == "long keyframe" or not table:
+            continue
         fig, ax = plt.subplots(figsize=(6, 4))
         for name, row in table.items():
             ms = max(row["ms_per_frame"], 0.1)
