@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from collections import deque
@@ -13,10 +14,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from streamingeffect.io.outputs import InterruptShield, PartialFile, close_all, refuse_inputs_as_output
 from streamingeffect.io.video import Frame
 from streamingeffect.runtime.endpoints import MjpegPreview, Mp4Sink, StdoutSink, open_source, realtime
 from streamingeffect.runtime.pacer import LatestFramePacer
 from streamingeffect.runtime.stream import EffectStream
+
+log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
@@ -53,6 +57,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         raise ValueError("give --effect ID, --prompt TEXT or --keyframe EDITED.png")
     if config.output is None and config.preview_port is None and not config.raw_stdout:
         raise ValueError("nowhere to send the frames: give --output OUT.mp4, --preview-port or --raw-stdout")
+    _refuse_overwriting_inputs(config)
     keyframe = load_image(config.keyframe) if config.keyframe else None
     keyframe_source = load_image(config.keyframe_source) if config.keyframe_source else None
     stream = EffectStream.from_pretrained(config.model, steps=config.steps, mask_cache=config.mask_cache)
@@ -62,8 +67,9 @@ def run(config: RunConfig) -> dict[str, Any]:
     if config.effect or config.prompt:
         stream.warmup(config.size[::-1] if config.size else (256, 256))
     sinks: list[Sink] = []
-    if config.output is not None:
-        sinks.append(Mp4Sink(config.output, source.fps, source.path if source.has_audio else None))
+    output = PartialFile(config.output) if config.output is not None else None  # renamed when complete
+    if output is not None:
+        sinks.append(Mp4Sink(output.partial, source.fps, source.path if source.has_audio else None))
     if config.preview_port is not None:
         preview = MjpegPreview(config.preview_port)
         print(f"preview: {preview.url}", file=sys.stderr)
@@ -82,6 +88,8 @@ def run(config: RunConfig) -> dict[str, Any]:
     pushed: deque[int] = deque()
     status = _Status(stream, enabled=config.status)
     interrupted = False
+    shield = InterruptShield()  # a Ctrl-C while the output is finished is noted, not obeyed
+    failure: BaseException | None = None
     started = time.perf_counter()
     try:
         try:
@@ -96,14 +104,17 @@ def run(config: RunConfig) -> dict[str, Any]:
                 status.update()
         except KeyboardInterrupt:
             interrupted = True
-        _emit(stream.flush(), pushed, sinks)
+        with shield:
+            _flush(stream, pushed, sinks, interrupted)
+    except BaseException as error:
+        failure = error
+        raise
     finally:
-        if pacer is not None:
-            pacer.close()
-        for sink in sinks:
-            sink.close()
-        stream.close()
+        closers = [pacer.close] if pacer is not None else []
+        with shield:
+            _finish([*closers, *(sink.close for sink in sinks), stream.close], output, failure)
         status.done()
+    interrupted = interrupted or shield.caught > 0
     wall = time.perf_counter() - started
     stats = stream.stats()
     summary = {
@@ -123,6 +134,41 @@ def run(config: RunConfig) -> dict[str, Any]:
     if config.stats_json is not None:
         config.stats_json.write_text(text + "\n")
     return summary
+
+
+def _refuse_overwriting_inputs(config: RunConfig) -> None:
+    """Refuse an output that is a file this run reads, before anything is loaded or written."""
+    inputs = [Path(config.input), config.keyframe, config.keyframe_source]
+    for output, flag in ((config.output, "--output"), (config.stats_json, "--stats-json")):
+        if output is not None:
+            refuse_inputs_as_output(output, inputs, flag)
+
+
+def _flush(stream: EffectStream, pushed: deque[int], sinks: list[Sink], interrupted: bool) -> None:
+    """The frames still inside the stream; after a Ctrl-C (which may have cut a push short) a
+    failing flush only costs those frames, never the file."""
+    try:
+        _emit(stream.flush(), pushed, sinks)
+    except Exception as error:
+        if not interrupted:
+            raise
+        log.warning("the last frames were lost after the interruption: %s", error)
+
+
+def _finish(closers: list[Any], output: PartialFile | None, failure: BaseException | None) -> None:
+    """Close everything (the first error wins), then move the finished file into place, or remove
+    it when the run failed: a half-written video never appears under the output's name."""
+    try:
+        close_all(closers, failure)
+    except BaseException:
+        if output is not None:
+            output.discard()
+        raise
+    if output is not None:
+        if failure is None:
+            output.commit()
+        else:
+            output.discard()
 
 
 def _peak_rss_mb() -> float:
