@@ -99,7 +99,7 @@ def close_all(closers: Iterable[Callable[[], object]], failure: BaseException | 
             close()
         except Exception as error:  # each closer must run
             if failure is not None or first is not None:
-                log.warning("while cleaning up: %s: %s", type(error).__name__, error)
+                log.info("while cleaning up: %s: %s", type(error).__name__, error)
             else:
                 first = error
     if first is not None:

@@ -151,7 +151,9 @@ def decode_camera_frame(data: bytes, max_pixels: int) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as header:
             kind, width, height = header.format, header.width, header.height
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:  # Pillow's own limit, far above the studio's
+        raise StudioError(f"a camera frame was skipped: it has too many pixels ({error})", 413) from error
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise StudioError("a frame that is not a JPEG image was skipped", 415) from error
     if kind != "JPEG":
         raise StudioError(f"a {kind} frame was skipped: send camera frames as JPEG", 415)
