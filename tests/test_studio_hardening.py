@@ -142,7 +142,12 @@ def _upload_head(port: int, path: str, length: int | None, boundary: str = "b") 
     )
 
 
+IMAGE_PART = b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+
+
 def _megabytes(count: int) -> Iterator[bytes]:
+    """A well-formed start of an image part, then ``count`` megabytes of its content."""
+    yield IMAGE_PART
     block = b"\0" * MB
     for _ in range(count):
         yield block
@@ -184,8 +189,6 @@ def test_chunked_bodies_are_capped_while_they_stream(studio: LiveStudio, frames:
         written = studio.written()
 
         def chunks() -> Iterator[bytes]:
-            part = b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
-            yield f"{len(part):x}\r\n".encode() + part + b"\r\n"  # a well-formed start, then zeros
             for block in _megabytes(64):
                 yield f"{len(block):x}\r\n".encode() + block + b"\r\n"
 
