@@ -137,16 +137,26 @@ def test_ctrl_c_finishes_a_playable_file_and_exits_130_even_when_pressed_twice(
         source.frames = frames()  # type: ignore[assignment]
         return source
 
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh `streamingeffect`
+    try:
+        code = _run_interrupted(student, clip, tmp_path / "out.mp4", interrupted_source, monkeypatch)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
+    info = probe(tmp_path / "out.mp4", count_frames=True)
+    assert 4 <= info.num_frames < 8 and (info.width, info.height) == (64, 48)
+    assert _leftovers(tmp_path) == []
+
+
+def _run_interrupted(
+    student: Path, clip: Path, output: Path, source: object, monkeypatch: pytest.MonkeyPatch
+) -> int:
     close = endpoints.Mp4Sink.close
 
     def close_under_a_second_ctrl_c(self: endpoints.Mp4Sink) -> None:
         os.kill(os.getpid(), signal.SIGINT)  # the impatient second Ctrl-C, while the file is finished
         close(self)
 
-    monkeypatch.setattr(runner, "open_source", interrupted_source)
+    monkeypatch.setattr(runner, "open_source", source)
     monkeypatch.setattr(endpoints.Mp4Sink, "close", close_under_a_second_ctrl_c)
-    output = tmp_path / "out.mp4"
-    assert _run(student, clip, output) == 130
-    info = probe(output, count_frames=True)
-    assert 4 <= info.num_frames < 8 and (info.width, info.height) == (64, 48)
-    assert _leftovers(tmp_path) == []
+    return _run(student, clip, output)
