@@ -163,17 +163,22 @@ def status_of(answer: bytes) -> int:
 # ------------------------------------------------------------------------------------------- hostile images
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The signature and header of an RGB PNG of width x height, with no pixel data."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+
+
 def png_bomb(width: int, height: int) -> bytes:
     """A valid RGB PNG of black pixels: a few hundred KB on disk, width*height*3 bytes decoded."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
     packer = zlib.compressobj(9)
     row = bytes(1 + 3 * width)  # filter byte 0, then black pixels
     idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return png_header(width, height) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
 def jpeg_bomb(width: int, height: int) -> bytes:
