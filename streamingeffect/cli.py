@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 IMAGE_RATIO_DEFAULT = 9.0  # keep equal to streamingeffect.data.build.IMAGE_RATIO (not imported: slow)
@@ -32,9 +33,10 @@ def _effects_render(args: argparse.Namespace) -> None:
     from streamingeffect.effects import get_category
 
     category = get_category(args.effect)
-    written = render_video(
-        Path(args.input), category, Path(args.output), args.seed, args.max_frames, DEFAULT_CACHE / "parse"
-    )
+    with _output_file(args.output, args.input) as output:
+        written = render_video(
+            Path(args.input), category, output, args.seed, args.max_frames, DEFAULT_CACHE / "parse"
+        )
     print(f"wrote {written} frames of {category.id} to {args.output}")
 
 
@@ -202,18 +204,19 @@ def _generate(args: argparse.Namespace) -> None:
     sampling = Sampling(args.steps, args.start) if args.steps else bundle.default_sampling()
     if bundle.is_student:
         bundle.times(sampling)  # a clear error for more steps than the student was distilled for
-    written = generate_video(
-        Path(args.input),
-        Path(args.output),
-        bundle,
-        effect,
-        reference=load_image(args.reference) if args.reference else None,
-        reference_source=load_image(args.reference_source) if args.reference_source else None,
-        sampling=sampling,
-        guidance=Guidance(text=args.guidance_text, reference=args.guidance_reference),
-        seed=args.seed,
-        max_frames=args.max_frames,
-    )
+    with _output_file(args.output, args.input, args.reference, args.reference_source) as output:
+        written = generate_video(
+            Path(args.input),
+            output,
+            bundle,
+            effect,
+            reference=load_image(args.reference) if args.reference else None,
+            reference_source=load_image(args.reference_source) if args.reference_source else None,
+            sampling=sampling,
+            guidance=Guidance(text=args.guidance_text, reference=args.guidance_reference),
+            seed=args.seed,
+            max_frames=args.max_frames,
+        )
     print(f"wrote {written} frames to {args.output}")
 
 
@@ -295,12 +298,19 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _output_file(output: str, *inputs: str | None) -> AbstractContextManager[Path]:
+    """A temporary path renamed to ``output`` when the command succeeds; refuses an input as output."""
+    from streamingeffect.io.outputs import atomic_output
+
+    return atomic_output(Path(output), [Path(i) for i in inputs if i])
+
+
 def _run(args: argparse.Namespace) -> None:
     from streamingeffect.io.live import PushSettings
     from streamingeffect.runtime.runner import RunConfig, run, split_outputs
 
     output, live_outputs = split_outputs(args.output or [])
-    run(
+    summary = run(
         RunConfig(
             input=args.input,
             effect=args.effect,
@@ -324,6 +334,8 @@ def _run(args: argparse.Namespace) -> None:
             stats_json=Path(args.stats_json) if args.stats_json else None,
         )
     )
+    if summary["interrupted"]:  # the output is finished; the exit status still says Ctrl-C
+        raise KeyboardInterrupt
 
 
 def _ctl(args: argparse.Namespace) -> None:
@@ -357,8 +369,32 @@ def _serve(args: argparse.Namespace) -> None:
         steps=args.steps,
         ice=args.ice if args.ice != "auto" else ("loopback" if local else "all"),
         recordings_dir=Path(args.recordings) if args.recordings else None,
+        token=args.token,
     )
-    serve(config, host=args.host, port=args.port)
+    serve(
+        config,
+        host=args.host,
+        port=args.port,
+        allow_hosts=args.allow_host,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+    )
+
+
+def _add_serve_security(studio: argparse.ArgumentParser) -> None:
+    """Access token, accepted host names and TLS for `serve` (docs/SECURITY.md)."""
+    studio.add_argument(
+        "--token", default=None, help="access token (default: a random one when --host is not loopback)"
+    )
+    studio.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer to this Host name, e.g. the public name behind a TLS proxy (repeatable)",
+    )
+    studio.add_argument("--ssl-certfile", default=None, help="serve https with this certificate (PEM)")
+    studio.add_argument("--ssl-keyfile", default=None, help="the certificate's private key (PEM)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -624,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="WebRTC interfaces: loopback only (auto for a local host) or all",
     )
     studio.add_argument("--recordings", help="keep recordings in this folder (default: a temporary one)")
+    _add_serve_security(studio)
     studio.set_defaults(run=_serve)
 
     generate = commands.add_parser(

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from streamingeffect.pipeline import ModelBundle
-from streamingeffect.studio.server import create_app
+from streamingeffect.studio.server import create_app, uvicorn_limits
 from streamingeffect.studio.session import StudioConfig
 
 
@@ -40,7 +40,8 @@ def serving(app: Any) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **uvicorn_limits())
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

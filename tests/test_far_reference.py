@@ -12,9 +12,9 @@ import pytest
 import torch
 from fixtures_data import FPS, synthetic_sample
 
-from streamingeffect.train.latents import LatentDataset, encode_dataset
 from streamingeffect.data.shards import encode_sample, read_shard, write_shard
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from streamingeffect.train.latents import LatentDataset, encode_dataset
 from streamingeffect.train.tasks import LatentClips
 
 AE = AutoencoderConfig(channels=(8, 16, 16), latent_channels=4, groups=4)

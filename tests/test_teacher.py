@@ -8,11 +8,11 @@ import pytest
 import torch
 from fixtures_data import tiny_dataset
 
-from streamingeffect.train.latents import LatentDataset, encode_dataset
 from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectTransformer
 from streamingeffect.objectives.teacher import LatentBatch, sample_modes, teacher_loss
+from streamingeffect.train.latents import LatentDataset, encode_dataset
 from streamingeffect.train.tasks import mirror
 
 AE = AutoencoderConfig(channels=(8, 16, 16), latent_channels=4, groups=4)

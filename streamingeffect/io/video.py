@@ -511,7 +511,8 @@ def _read_image_folder(
         if size is None and image.shape != first_shape:
             raise VideoError(
                 f"{files[index]}: image is {image.shape[1]}x{image.shape[0]}, unlike the folder's "
-                f"first frame ({first_shape[1]}x{first_shape[0]}); pass size= to resize all frames"
+                f"first frame ({first_shape[1]}x{first_shape[0]}); pass size= (run: --size WxH) "
+                "to resize all frames"
             )
         yield Frame(index=index, time=index / fps, image=_resize(image, size))
 

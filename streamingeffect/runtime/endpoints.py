@@ -78,8 +78,9 @@ def open_source(spec: str, size: tuple[int, int] | None = None, max_frames: int 
             f"{spec}: no such file or folder (inputs: webcam[:N], a URL, a file, a folder, sample)"
         )
     info = probe(path)
+    # Resized as they are read, so an image folder of mixed sizes plays at the one size asked for.
     return FrameSource(
-        spec, info.fps, False, _resized(read_frames(path, stop=max_frames), size), path, info.has_audio
+        spec, info.fps, False, read_frames(path, stop=max_frames, size=size), path, info.has_audio
     )
 
 
@@ -156,11 +157,12 @@ class Mp4Sink:
         self.frames += 1
 
     def close(self) -> None:
-        self._writer.close()
-        if self.audio_from is not None:
-            try:
+        try:
+            self._writer.close()
+            if self.audio_from is not None:
                 mux_audio(self._video_path, self.audio_from, self.path)
-            finally:
+        finally:
+            if self.audio_from is not None:
                 self._video_path.unlink(missing_ok=True)
 
 

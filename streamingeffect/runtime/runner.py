@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import sys
 import threading
 import time
@@ -18,6 +19,7 @@ import numpy as np
 
 from streamingeffect.io import SourceError
 from streamingeffect.io.live import NetworkPush, OutputError, PushSettings, VirtualCamera
+from streamingeffect.io.outputs import InterruptShield, PartialFile, close_all, refuse_inputs_as_output
 from streamingeffect.io.video import Frame
 from streamingeffect.runtime.endpoints import (
     FrameSource,
@@ -32,6 +34,7 @@ from streamingeffect.runtime.render_stream import LiveStream, RenderOptions, Ren
 from streamingeffect.runtime.stream import EffectStream
 
 ENGINES = ("model", "render")
+log = logging.getLogger(__name__)
 
 
 class Sink(Protocol):
@@ -82,14 +85,16 @@ def run(config: RunConfig) -> dict[str, Any]:
             "or --raw-stdout"
         )
     _check_engine(config)
+    _refuse_overwriting_inputs(config)
     keyframe = load_image(config.keyframe) if config.keyframe else None
     keyframe_source = load_image(config.keyframe_source) if config.keyframe_source else None
     source = open_source(config.input, config.size, config.max_frames)
     size = _first_frame_size(source)
     sinks: list[Sink] = _open_live_outputs(config, source, size)  # no camera, no server: fails now
     stream = _prepare_stream(config, source.fps, size, sinks)
-    if config.output is not None:
-        sinks.append(Mp4Sink(config.output, source.fps, source.path if source.has_audio else None))
+    output = PartialFile(config.output) if config.output is not None else None  # renamed when complete
+    if output is not None:
+        sinks.append(Mp4Sink(output.partial, source.fps, source.path if source.has_audio else None))
     if config.preview_port is not None:
         preview = MjpegPreview(config.preview_port)
         print(f"preview: {preview.url}", file=sys.stderr)
@@ -113,6 +118,8 @@ def run(config: RunConfig) -> dict[str, Any]:
     lock = threading.Lock()  # the control API's requests and the loop take turns on the stream
     control = None
     open_sinks, failures = list(sinks), []
+    shield = InterruptShield()  # a Ctrl-C while the output is finished is noted, not obeyed
+    failure: BaseException | None = None
     started = time.perf_counter()
     try:
         control = _start_control(config, stream, lock)
@@ -132,18 +139,18 @@ def run(config: RunConfig) -> dict[str, Any]:
                 status.update()
         except KeyboardInterrupt:
             interrupted = True
-        with lock:
-            outputs = stream.flush()
-        _emit(outputs, pushed, open_sinks, failures)
+        with shield, lock:
+            _flush(stream, pushed, open_sinks, failures, interrupted)
+    except BaseException as error:
+        failure = error
+        raise
     finally:
-        if control is not None:
-            control.close()
-        if pacer is not None:
-            pacer.close()
-        for sink in sinks:
-            sink.close()
-        stream.close()
+        closers = [control.close] if control is not None else []
+        closers += [pacer.close] if pacer is not None else []
+        with shield:
+            _finish([*closers, *(sink.close for sink in sinks), stream.close], output, failure)
         status.done()
+    interrupted = interrupted or shield.caught > 0
     wall = time.perf_counter() - started
     stats = stream.stats()
     summary = {
@@ -168,6 +175,44 @@ def run(config: RunConfig) -> dict[str, Any]:
     if failures:
         raise failures[0]
     return summary
+
+
+def _refuse_overwriting_inputs(config: RunConfig) -> None:
+    """Refuse an output that is a file this run reads, before anything is loaded or written."""
+    inputs = [Path(config.input), config.keyframe, config.keyframe_source]
+    for output, flag in ((config.output, "--output"), (config.stats_json, "--stats-json")):
+        if output is not None:
+            refuse_inputs_as_output(output, inputs, flag)
+
+
+def _flush(
+    stream: LiveStream, pushed: deque[int], sinks: list[Sink], failures: list[OutputError], interrupted: bool
+) -> None:
+    """The frames still inside the stream; after a Ctrl-C (which may have cut a push short) a
+    failing flush only costs those frames, never the file."""
+    try:
+        _emit(stream.flush(), pushed, sinks, failures)
+    except Exception as error:
+        if not interrupted:
+            raise
+        log.warning("the last frames were lost after the interruption: %s", error)
+
+
+def _finish(closers: list[Any], output: PartialFile | None, failure: BaseException | None) -> None:
+    """Close everything (the first error wins), then move the finished file into place, or remove
+    it when the run failed: a half-written video never appears under the output's name. (A live
+    output that broke off ends the run cleanly: the file is still committed.)"""
+    try:
+        close_all(closers, failure)
+    except BaseException:
+        if output is not None:
+            output.discard()
+        raise
+    if output is not None:
+        if failure is None:
+            output.commit()
+        else:
+            output.discard()
 
 
 def _peak_rss_mb() -> float:

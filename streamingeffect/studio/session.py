@@ -25,6 +25,7 @@ import av
 import cv2
 import numpy as np
 
+from streamingeffect.io import VideoError
 from streamingeffect.io.images import to_rgb
 from streamingeffect.pipeline import ModelBundle
 from streamingeffect.runtime.endpoints import Mp4Sink
@@ -53,6 +54,11 @@ class StudioConfig:
     steps: int | None = None
     ice: str = "loopback"  # "loopback": WebRTC over 127.0.0.1 only (the studio is local); "all"
     max_upload_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = 64 * 1024  # a JSON request (effect, WebRTC offer, recording)
+    max_image_pixels: int = 3840 * 2160  # an upload or a camera frame; checked before decoding
+    max_prompt_chars: int = 500
+    allowed_hosts: tuple[str, ...] | None = ("localhost", "127.0.0.1", "::1")  # None: any Host
+    token: str | None = None  # the access token a non-loopback --host requires
     recordings_dir: Path | None = None  # default: a temporary folder removed at shutdown
     record_fps: float = 15.0
 
@@ -87,10 +93,16 @@ class Recorder:
         self._sink.close()
 
 
-def normalize_frame(frame: Any, size: tuple[int, int] | None) -> np.ndarray:
+def normalize_frame(frame: Any, size: tuple[int, int] | None, max_pixels: int | None = None) -> np.ndarray:
     """An RGB uint8 frame at ``size`` (height, width), or at most MAX_SIDE on its long side when the
     session has no size yet. A camera that changes resolution mid-stream (WebRTC adapts it under load)
     would otherwise restart the stream and drop the keyframe."""
+    if (
+        isinstance(frame, av.VideoFrame)
+        and max_pixels is not None
+        and frame.width * frame.height > max_pixels
+    ):
+        raise StudioError(f"a {frame.width}x{frame.height} camera frame is larger than the studio takes", 413)
     image = frame.to_ndarray(format="rgb24") if isinstance(frame, av.VideoFrame) else to_rgb(frame)
     height, width = image.shape[:2]
     if size is None:
@@ -179,7 +191,7 @@ class StudioSession:
             if frame is None or self.closed:
                 continue
             try:
-                image = normalize_frame(frame, self._size)
+                image = normalize_frame(frame, self._size, self.config.max_image_pixels)
                 self._size = image.shape[:2]
                 with self._lock:
                     outputs = self.stream.push(image)
@@ -216,10 +228,14 @@ class StudioSession:
         self.captured = image
         return image, person
 
-    def set_keyframe(self, edited: np.ndarray) -> None:
-        source = self.captured
-        if source is None:
+    def require_capture(self) -> np.ndarray:
+        """The captured frame a keyframe edit belongs to; 409 before any upload is read without one."""
+        if self.captured is None:
             raise StudioError("capture a keyframe first: its edit needs the frame it was made from", 409)
+        return self.captured
+
+    def set_keyframe(self, edited: np.ndarray) -> None:
+        source = self.require_capture()
         height, width = source.shape[:2]
         if edited.shape[:2] != (height, width):
             aspect, expected = edited.shape[1] / edited.shape[0], width / height
@@ -249,7 +265,16 @@ class StudioSession:
             recorder, self._recorder = self._recorder, None
             if recorder is None:
                 return None
-            recorder.close()
+            try:
+                recorder.close()
+            except VideoError as error:
+                if recorder.written:
+                    raise
+                raise StudioError(
+                    "the recording stopped before any processed frame arrived, so nothing was saved; "
+                    "start it again once the video plays",
+                    409,
+                ) from error
         self.recordings[recorder.path.name] = recorder.path
         return recorder.path.name, recorder
 
@@ -275,8 +300,14 @@ class StudioSession:
         self.closed = True
         self._inbox.put(None)
         self._worker.join(timeout=10)
-        self.stop_recording()
-        self.stream.close()
+        try:
+            self.stop_recording()
+        except StudioError as error:  # an empty recording is dropped; the stream closes regardless
+            log.info("session %s: %s", self.id, error)
+        except Exception:
+            log.exception("session %s: finishing its recording failed", self.id)
+        finally:
+            self.stream.close()
 
 
 class SessionManager:
