@@ -174,6 +174,7 @@ def _train_student(args: argparse.Namespace, config: object) -> Path:
             window_chunks=args.window_chunks,
             guidance=guidance,
             resume=args.resume,
+            far_reference=args.far_reference,
         )
     return train_student(
         resolve_model(args.teacher),
@@ -509,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--far-reference",
         type=float,
         default=0.0,
-        help="teacher: share of samples guided by their long reference",
+        help="teacher, ode-init: share of samples guided by their long reference",
     )
     distill = train.add_argument_group("distillation (ode-init, student)")
     distill.add_argument("--teacher", default="", help="teacher checkpoint folder (or the bundled one)")

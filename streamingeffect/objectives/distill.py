@@ -129,9 +129,13 @@ def dmd_loss(
 def critic_loss(
     critic: EffectTransformer, x: torch.Tensor, cond: EffectCondition, shift: float
 ) -> torch.Tensor:
-    """The fake score learns the generator's current distribution by flow matching on its samples."""
+    """The fake score learns the generator's current distribution by flow matching on its samples (on
+    the clean sample read off the velocity for a critic that predicts x0, as its teacher trained)."""
     x = x.detach()
     noise = torch.randn_like(x)
     t = flow.training_times((x.shape[0], 1), shift).to(x.device).expand(-1, x.shape[1])
-    predicted = critic(flow.interpolate(x, noise, t), t, cond).float()
+    x_t = flow.interpolate(x, noise, t)
+    predicted = critic(x_t, t, cond).float()
+    if critic.config.predict == "x0":
+        return (flow.x0_from_velocity(x_t, predicted, t) - x.float()).pow(2).mean()
     return (predicted - flow.velocity(x, noise)).pow(2).mean()

@@ -290,8 +290,10 @@ def train_ode_init(
     window_chunks: int = 3,
     guidance: Guidance = NO_GUIDANCE,
     resume: bool = False,
+    far_reference: float = 0.0,
 ) -> Path:
-    """Stage 1: make (or reuse) the teacher's ODE pairs in OUT, then regress the causal student onto them."""
+    """Stage 1: make (or reuse) the teacher's ODE pairs in OUT, then regress the causal student onto them
+    (``far_reference``: the share of pairs guided by the sample's long reference)."""
     from streamingeffect.train.distributed import init_distributed, shutdown
     from streamingeffect.train.run import copy_autoencoder, ensure_latents
     from streamingeffect.train.trainer import Trainer
@@ -306,9 +308,8 @@ def train_ode_init(
         if path.exists():
             ode_pairs = OdePairs.load(path)
         else:
-            clips = LatentClips(
-                ensure_latents(data, autoencoder_dir, teacher.resolution), teacher.task.frames
-            )
+            latents = ensure_latents(data, autoencoder_dir, teacher.resolution)
+            clips = LatentClips(latents, teacher.task.frames, far_reference)
             ode_pairs = make_ode_pairs(
                 teacher.net,
                 clips,
