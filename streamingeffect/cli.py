@@ -247,6 +247,33 @@ def _bench_suite(args: argparse.Namespace) -> None:
     print(f"report: {out / 'report.md'}")
 
 
+def _command_line() -> str:
+    """The command as typed, for the benchmark reports."""
+    return " ".join(["streamingeffect", *sys.argv[1:]])
+
+
+def _bench_ceiling(args: argparse.Namespace) -> None:
+    from streamingeffect.eval.ceiling import run_ceiling_benchmark
+
+    run_ceiling_benchmark(
+        frames=args.frames,
+        report=Path(args.report) if args.report else None,
+        command=_command_line(),
+    )
+
+
+def _bench_sampling(args: argparse.Namespace) -> None:
+    from streamingeffect.eval.suite import run_sampling_benchmark
+
+    run_sampling_benchmark(
+        args.teacher or None,
+        args.student,
+        frames=args.frames,
+        report=Path(args.report) if args.report else None,
+        command=_command_line(),
+    )
+
+
 def _bench_stream(args: argparse.Namespace) -> None:
     from streamingeffect.eval.stream_bench import run_stream_benchmark
 
@@ -571,6 +598,27 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--stream-frames", type=int, default=10000, help="long-stream memory test (0: skip)")
     dist.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     dist.set_defaults(run=_bench_distill)
+    ceiling = bench_cmds.add_parser(
+        "ceiling",
+        help="what each edit representation can reach: the renderer's target through it, full resolution",
+    )
+    ceiling.add_argument(
+        "--frames", type=int, default=10, help="frames of the held-out clip (every second one)"
+    )
+    ceiling.add_argument(
+        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
+    )
+    ceiling.set_defaults(run=_bench_ceiling)
+    sampling = bench_cmds.add_parser(
+        "sampling", help="from noise or from the source, 1-50 steps: quality on the text and keyframe sets"
+    )
+    sampling.add_argument("--teacher", default="teacher", help="teacher ('' to skip it)")
+    sampling.add_argument("--student", default="student", help="student")
+    sampling.add_argument("--frames", type=int, default=8, help="frames per clip")
+    sampling.add_argument(
+        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
+    )
+    sampling.set_defaults(run=_bench_sampling)
     streaming = bench_cmds.add_parser("stream", help="`run` end to end on a clip: fps, latency, mask cache")
     streaming.add_argument("--model", default="default")
     streaming.add_argument("--input", default="sample", help="a clip (default: the bundled sample)")

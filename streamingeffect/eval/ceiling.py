@@ -179,3 +179,39 @@ def ceiling_markdown(table: dict, clip: str, size: tuple[int, int], resolution: 
     )
     lines += ["", f"Measured {time.strftime('%Y-%m-%d')}.", ""]
     return "\n".join(lines) + "\n"
+
+
+CEILING_CATEGORIES = (
+    "neon_outline_cyan",
+    "glow_aura_gold",
+    "hair_recolor_pink",
+    "face_paint_blue",
+    "lipstick_red",
+    "sunglasses_aviator_gold",
+    "hand_sparkles_gold",
+    "halo_gold",
+    "cartoon_person",
+    "silhouette_black",
+    "background_blur_strong",
+    "snow_steady",
+)
+
+
+def run_ceiling_benchmark(frames: int, report: Path | None, command: str) -> str:
+    """The ceiling table on the benchmark person's 960x540 clip (held out), through the bundled
+    autoencoder at the bundled models' resolution; printed and written to ``report``."""
+    from streamingeffect.data.people import heldout_people
+    from streamingeffect.docs import replace_section
+    from streamingeffect.io import probe
+    from streamingeffect.pipeline import ModelBundle
+
+    person = heldout_people()[0]
+    clip = max((f for f in person.files if f.kind == "video"), key=lambda f: probe(f.path).width).path
+    bundle = ModelBundle.load("student")
+    table = run_ceiling(clip, CEILING_CATEGORIES, bundle.autoencoder, bundle.resolution, frames)
+    info = probe(clip)
+    text = ceiling_markdown(table, clip.name, (info.height, info.width), bundle.resolution, command)
+    print(text)
+    if report is not None:
+        replace_section(report, "ceiling", text)
+    return text

@@ -527,6 +527,19 @@ def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: st
     return "\n".join(lines) + "\n"
 
 
+def run_sampling_benchmark(
+    teacher_dir: str | None, student_dir: str, frames: int, report: Path | None, command: str
+) -> str:
+    """The sampling table on the quick suite's categories; printed and written to ``report``."""
+    from streamingeffect.docs import replace_section
+
+    text = sampling_table(replace(SUITES["quick"], frames=frames), teacher_dir, student_dir, command)
+    print(text)
+    if report is not None:
+        replace_section(report, "sampling", text)
+    return text
+
+
 def _student_can(bundle: ModelBundle, sampling: Sampling) -> bool:
     try:
         bundle.times(sampling)
