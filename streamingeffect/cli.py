@@ -200,7 +200,7 @@ def _generate(args: argparse.Namespace) -> None:
     if effect is None and args.reference is None:
         raise ValueError("give --effect ID, --prompt TEXT or --reference EDITED_FRAME")
     if effect is not None:
-        EffectRequest.parse(effect)  # validate before loading anything heavy
+        EffectRequest.parse(effect, match_catalog=False)  # validate before loading anything heavy
     bundle = ModelBundle.load(args.model)
     sampling = Sampling(args.steps, args.start) if args.steps else bundle.default_sampling()
     if bundle.is_student:
@@ -258,6 +258,18 @@ def _bench_ceiling(args: argparse.Namespace) -> None:
     run_ceiling_benchmark(
         frames=args.frames,
         report=Path(args.report) if args.report else None,
+        command=_command_line(),
+    )
+
+
+def _bench_leaves(args: argparse.Namespace) -> None:
+    from streamingeffect.eval.leaves import run_leaves_benchmark
+
+    run_leaves_benchmark(
+        args.effect,
+        args.model,
+        report=Path(args.report) if args.report else None,
+        picture=Path(args.picture) if args.picture else None,
         command=_command_line(),
     )
 
@@ -609,6 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
     )
     ceiling.set_defaults(run=_bench_ceiling)
+    leaves = bench_cmds.add_parser("leaves", help="a person leaves the shot: nothing of them may stay")
+    leaves.add_argument("--effect", default="neon_outline_cyan")
+    leaves.add_argument("--model", default="default")
+    leaves.add_argument("--picture", default="docs/leaves_strip.jpg", help="strip of frames ('' to skip)")
+    leaves.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    leaves.set_defaults(run=_bench_leaves)
     sampling = bench_cmds.add_parser(
         "sampling", help="from noise or from the source, 1-50 steps: quality on the text and keyframe sets"
     )

@@ -331,3 +331,29 @@ def test_a_catalog_keyframe_refresh_replaces_the_sink_without_a_jump(
     assert not np.array_equal(outputs[4], carphone[4])  # the effect is there
     across = _psnr(outputs[3], outputs[4])
     assert across >= _psnr(carphone[3], carphone[4]) - 1.0
+
+
+def test_a_prompt_close_to_a_catalog_description_is_served_as_that_category() -> None:
+    from streamingeffect.pipeline import EffectRequest
+
+    matched = EffectRequest.parse("make my hair pink")
+    assert matched.category is not None and matched.category.id == "hair_recolor_pink"
+    assert matched.text == "make my hair pink" and matched.scope.region == "hair"
+    free = EffectRequest.parse("turn me into a robot")
+    assert free.category is None and free.scope.region == "person"
+    assert EffectRequest.parse("make my hair pink", match_catalog=False).category is None
+
+
+def test_a_free_prompt_gets_its_keyframe_from_the_teacher(tmp_path: Path, carphone: list[np.ndarray]) -> None:
+    from test_generate import _checkpoint
+
+    from streamingeffect.runtime import EffectStream, StreamOptions
+
+    teacher = _checkpoint(tmp_path / "teacher", "teacher")
+    bundle = ModelBundle.load(_tiny_student(tmp_path / "student"))
+    options = StreamOptions(teacher=str(teacher), teacher_waits=True)
+    with EffectStream(bundle, options) as stream:
+        stream.set_effect("turn me into a robot")
+        assert not stream.stats()["keyframe"]
+        first = stream.push(carphone[0])  # the teacher edits this frame (here: waiting for it)
+        assert stream.stats()["keyframe"] and len(first) == 1

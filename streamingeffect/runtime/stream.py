@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,10 @@ class StreamOptions:
     catalog_keyframes: bool = True
     keyframe_every: int = 90
     crossfade: int = 8  # frames over which a refreshed keyframe's prior replaces the old one's
+    # Any other prompt gets its keyframe from this teacher, made in the background from a live frame;
+    # the stream shows the student's text-only result until it is ready. "" turns it off.
+    teacher: str = "teacher"
+    teacher_waits: bool = False  # offline: make that keyframe on the first frame before answering it
     seed: int = 0
     editor: EditorOptions = field(default_factory=EditorOptions)
 
@@ -115,6 +121,18 @@ class _Timer:
         self.record.stage_s[self.stage] += time.perf_counter() - self.start
 
 
+@lru_cache(maxsize=2)
+def _teacher_bundle(name: str) -> ModelBundle:
+    return ModelBundle.load(name)
+
+
+def _make_teacher_keyframe(teacher: str, image: np.ndarray, request: EffectRequest) -> np.ndarray:
+    from streamingeffect.pipeline.keyframes import teacher_keyframe
+
+    torch.set_num_threads(1)  # beside the stream: one core each
+    return teacher_keyframe(_teacher_bundle(teacher), image, request)
+
+
 class EffectStream:
     """The streaming runtime around a causal student (see the module docstring)."""
 
@@ -133,9 +151,11 @@ class EffectStream:
         self._editor = FrameEditor(bundle, EffectRequest.keyframe_only(), options.editor)
         self._keyframe: tuple[np.ndarray, np.ndarray] | None = None
         self._reference: Reference | None = None  # the encoded keyframe
-        self._renderer: Effect | None = (
-            None  # draws a catalog effect's keyframes (None: no catalog keyframes)
-        )
+        self._renderer: Effect | None = None  # draws a catalog effect's keyframes
+        self._teacher_job: Future[np.ndarray] | None = None  # a keyframe the teacher is making
+        self._teacher_source: np.ndarray | None = None  # the frame it edits
+        self._teacher_due = False  # the next frame goes to the teacher
+        self._workers: ThreadPoolExecutor | None = None
         self._since_keyframe = 0  # frames since the catalog keyframe was drawn
         self._anchor: Reference | None = None  # the first output of a text-only effect
         self._text: TextCondition | None = None
@@ -174,10 +194,14 @@ class EffectStream:
         self._text = text_condition(self._request.text)
         self._editor.set_request(self._request)
         self._renderer = None
+        self._teacher_job, self._teacher_due = None, False  # a keyframe for the old effect is dropped
         category = self._request.category
         if self.options.catalog_keyframes and category is not None and category.op != "remove":
             self._renderer = make_effect(category, self.options.seed, (1, 1))  # sized at the first frame
             self._set_keyframe(None)
+        elif category is None and self.options.teacher:
+            self._set_keyframe(None)
+            self._teacher_due = True
         self._switch()
 
     def set_keyframe(self, source_frame: Any, edited_frame: Any) -> None:
@@ -195,6 +219,7 @@ class EffectStream:
                 f"{self._size[1]}x{self._size[0]}; edit a frame of this stream"
             )
         self._renderer = None  # a painted keyframe wins over the catalog's own
+        self._teacher_job, self._teacher_due = None, False
         self._set_keyframe((source, edited))
         self._switch()
 
@@ -206,6 +231,30 @@ class EffectStream:
         self._keyframe, self._reference = keyframe, None
         self._editor.set_keyframe(*(keyframe or (None, None)), crossfade=crossfade)
         self._sink_stale = True
+
+    def _teacher_keyframe(self, image: np.ndarray) -> None:
+        """Start the teacher on this frame when a free prompt awaits its keyframe; take the keyframe
+        when it is ready (the per-frame path never waits for it)."""
+        if self._teacher_due and self._request is not None:
+            if self._workers is None:
+                self._workers = ThreadPoolExecutor(1, thread_name_prefix="teacher-keyframe")
+            self._teacher_source = image
+            self._teacher_job = self._workers.submit(
+                _make_teacher_keyframe, self.options.teacher, image, self._request
+            )
+            self._teacher_due = False
+            if self.options.teacher_waits:
+                wait([self._teacher_job])
+        job = self._teacher_job
+        if job is not None and job.done():
+            self._teacher_job = None
+            try:
+                edited = job.result()
+            except Exception as error:  # a missing or broken teacher: the text-only path goes on
+                log.warning("no teacher keyframe for this prompt: %s", error)
+                return
+            if self._teacher_source is not None and self._teacher_source.shape == edited.shape:
+                self._set_keyframe((self._teacher_source, edited))
 
     def _refresh_catalog_keyframe(self, image: np.ndarray, parse: LiveParse) -> None:
         """Draw the catalog effect on this frame as the new keyframe when it is due: at the start, every
@@ -298,6 +347,9 @@ class EffectStream:
 
     def close(self) -> None:
         self._editor.close()
+        if self._workers is not None:
+            self._workers.shutdown(wait=False, cancel_futures=True)
+            self._workers = None
 
     def __enter__(self) -> EffectStream:
         return self
@@ -347,6 +399,7 @@ class EffectStream:
         with _Timer(self._stats, "parse"):
             parse = self._editor.parse(image)
             self._refresh_catalog_keyframe(image, parse)
+            self._teacher_keyframe(image)
         with _Timer(self._stats, "encode"):
             frame = self._editor.prepare(image, now, parse)
         self._last_parsed = (image, parse.region_at_frame_size("person"))
