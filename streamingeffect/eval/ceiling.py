@@ -186,7 +186,8 @@ def ceiling_markdown(table: dict, clip: str, size: tuple[int, int], resolution: 
         "",
         f"Measured {time.strftime('%Y-%m-%d')}. The choice: **delta, guided, gated**. Outside the edit "
         f"it keeps the frame at {gated[2]:.1f} dB on average (repaint: "
-        f"{means['repaint (first wave)'][2]:.1f}; ungated: {guided[2]:.1f}), inside it loses {guided[1] - gated[1]:.1f} dB to the ungated change. The "
+        f"{means['repaint (first wave)'][2]:.1f}; ungated: {guided[2]:.1f}), inside it loses "
+        f"{guided[1] - gated[1]:.1f} dB to the ungated change. The "
         f"autoencoder is what limits it: the same gated change taken from pixels reaches {pixel[1]:.1f} dB "
         f"inside ({pixel[1] - gated[1]:+.1f}). That is why keyframes are carried at full resolution by the "
         "flow prior, outside the autoencoder, and the model only corrects them. Effects that reach far "
