@@ -274,6 +274,28 @@ def _bench_leaves(args: argparse.Namespace) -> None:
     )
 
 
+def _bench_painted(args: argparse.Namespace) -> None:
+    from streamingeffect.eval.painted import run_painted_benchmark
+
+    run_painted_benchmark(
+        args.model,
+        args.frames,
+        picture=Path(args.picture),
+        report=Path(args.report) if args.report else None,
+        command=_command_line(),
+    )
+
+
+def _bench_prompts(args: argparse.Namespace) -> None:
+    from streamingeffect.docs import replace_section
+    from streamingeffect.pipeline.catalog_match import match_table
+
+    text = match_table()
+    print(text)
+    if args.report:
+        replace_section(Path(args.report), "prompts", text)
+
+
 def _bench_sampling(args: argparse.Namespace) -> None:
     from streamingeffect.eval.suite import run_sampling_benchmark
 
@@ -627,6 +649,19 @@ def build_parser() -> argparse.ArgumentParser:
     leaves.add_argument("--picture", default="docs/leaves_strip.jpg", help="strip of frames ('' to skip)")
     leaves.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     leaves.set_defaults(run=_bench_leaves)
+    painted = bench_cmds.add_parser("painted", help="a painted keyframe carried through a held-out clip")
+    painted.add_argument("--model", default="default")
+    painted.add_argument("--frames", type=int, default=72)
+    painted.add_argument("--picture", default="docs/painted_strip.jpg")
+    painted.add_argument(
+        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
+    )
+    painted.set_defaults(run=_bench_painted)
+    prompts = bench_cmds.add_parser("prompts", help="which prompts are served as catalog effects")
+    prompts.add_argument(
+        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
+    )
+    prompts.set_defaults(run=_bench_prompts)
     sampling = bench_cmds.add_parser(
         "sampling", help="from noise or from the source, 1-50 steps: quality on the text and keyframe sets"
     )
