@@ -88,7 +88,8 @@ def run_painted_benchmark(model: str, frames: int, picture: Path, report: Path |
         f"Command: `{command}`  ",
         f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). `{held.name}` "
         f"at {width}x{height}, {frames} frames; the keyframe is frame 0 with paint no catalog effect makes. "
-        "Rows: the source, the model (`EffectStream` with the keyframe), plain optical flow of the keyframe's "
+        "Rows: the source, the model (`EffectStream` with the keyframe), plain optical flow of the "
+        "keyframe's "
         "change. No ground truth exists for a painting; warp error (0-255, lower is steadier; the source's "
         f"own: {warp_error(held.frames, held.frames):.2f}): model {warp_error(model_out, held.frames):.2f}, "
         f"flow {warp_error(flow_out, held.frames):.2f}.",
