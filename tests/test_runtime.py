@@ -94,7 +94,7 @@ def test_effect_and_keyframe_switches_take_hold_within_a_chunk(
             assert stream.stats()["sink_updates"] == (2 if (switch or keyframe) else 1)
             return outputs
 
-    base, switched, keyed = run(None, False), run("a cloud of golden sparkles", False), run(None, True)
+    base, switched, keyed = run(None, False), run("turn me into a robot", False), run(None, True)
     for other in (switched, keyed):
         assert all(np.array_equal(a, b) for a, b in zip(base[:3], other[:3], strict=True))  # before: same
         assert not np.array_equal(base[3], other[3])  # the very next frame already differs
@@ -107,7 +107,7 @@ def test_first_output_anchors_a_text_only_stream(student: Path, frames: list[np.
         assert stream.stats()["anchored"] and stream.stats()["sink_updates"] == 1
         stream.push(frames[1])  # the anchor became the sink for the next chunk
         assert stream.stats()["sink_updates"] == 2
-        stream.set_effect("a cloud of golden sparkles")  # a new effect: a new anchor from its first frame
+        stream.set_effect("turn me into a robot")  # a new effect: a new anchor from its first frame
         assert not stream.stats()["anchored"]
         stream.push(frames[2])
         assert stream.stats()["anchored"]
