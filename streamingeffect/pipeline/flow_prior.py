@@ -7,7 +7,11 @@ DIS optical flow runs on small gray frames (a few milliseconds) from the current
 keyframe was edited from and back; a forward-backward check marks where the two disagree (occlusions,
 new content) and the confidence falls to 0 there. The keyframe's change (edited - source) is sampled
 at full resolution along the upsampled flow. With an identity flow the prior is the keyframe's
-change itself.
+change itself. The confidence goes to the network beside the prior; it does not scale the prior:
+measured on the benchmark person, weighting the carried change by it cost 6 dB inside the edit
+(29.1 -> 23.1 dB, tolerance 1.5 px; still 2.3 dB at 12 px), because the check also fails where flow
+is right. Two cases do drop the prior: a scene cut (the frame's mean confidence below
+``SCENE_CUT``), and, for an effect anchored to the person, everything away from the person.
 
 An effect anchored to the person (an aura, an outline, a crown) must move with the person, also where
 it lies over the background, which flow would carry with the background instead. Given the person's
@@ -21,6 +25,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+SCENE_CUT = 0.2  # below this mean confidence the frame is another scene than the keyframe's
 
 
 @dataclass(frozen=True)
@@ -61,15 +67,23 @@ class FlowPrior:
         self, frame: np.ndarray, reference: np.ndarray, change: np.ndarray, anchor: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The reference's ``change`` [H, W, C] float carried onto ``frame`` [H, W, 3] uint8 ->
-        (change [H, W, C] float32 times confidence, confidence [H, W] float32). ``anchor``: the
-        frame's person mask (any resolution) when the change moves with the person."""
+        (carried change [H, W, C] float32, confidence [H, W] float32). ``anchor``: the frame's person
+        mask (any resolution) when the change moves with the person: the change is carried by the
+        person's flow, and kept only on and near the person (nothing with nobody in view)."""
         flow, confidence = self.flow(frame, reference)
+        height, width = frame.shape[:2]
+        if confidence.mean() < SCENE_CUT:  # another scene: nothing of the keyframe belongs here
+            return np.zeros((height, width, *change.shape[2:]), np.float32), np.zeros(
+                (height, width), np.float32
+            )
         if anchor is not None:
             flow, confidence = self.follow_person(flow, confidence, anchor)
-        height, width = frame.shape[:2]
         full_confidence = cv2.resize(confidence, (width, height), interpolation=cv2.INTER_LINEAR)
         carried = warp_by_flow(change, flow, (height, width))
-        return carried * full_confidence.reshape(height, width, *([1] * (carried.ndim - 2))), full_confidence
+        if anchor is not None:
+            near = near_person(anchor, (height, width))
+            carried *= near.reshape(height, width, *([1] * (carried.ndim - 2)))
+        return carried, full_confidence
 
     def follow_person(
         self, flow: np.ndarray, confidence: np.ndarray, person: np.ndarray
@@ -90,6 +104,19 @@ class FlowPrior:
         moved = inside * flow + (1 - inside) * spread
         trusted = inside[..., 0] * confidence + (1 - inside[..., 0])
         return moved.astype(np.float32), trusted.astype(np.float32)
+
+
+def near_person(person: np.ndarray, size: tuple[int, int], reach: float = 0.15) -> np.ndarray:
+    """[H, W] float: 1 on and around the person (``reach`` of the short side, feathered), 0 beyond and
+    everywhere when nobody is in view."""
+    height, width = size
+    mask = cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    if not mask.any():
+        return np.zeros(size, np.float32)
+    radius = max(1, round(reach * min(size)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    grown = cv2.dilate(mask.astype(np.uint8), kernel).astype(np.float32)
+    return cv2.GaussianBlur(grown, (0, 0), radius / 3) * grown
 
 
 def forward_backward_confidence(

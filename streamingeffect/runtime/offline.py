@@ -83,6 +83,8 @@ def _teacher_frames(
 ) -> Iterator[np.ndarray]:
     request = EffectRequest.parse(effect) if effect is not None else EffectRequest.keyframe_only()
     editor = FrameEditor(bundle, request)
+    if keyframe is not None:
+        editor.set_keyframe(*keyframe)  # the flow prior carries its change (for a model that takes it)
     text = text_condition(request.text)
     generator = torch.Generator().manual_seed(seed)
     reference = None
