@@ -33,9 +33,8 @@ def main() -> None:
     target = render_target(args.effect, held)
     save_image(Path(args.out), strip(held.frames, produced, target))
     height, width = produced.shape[1:3]
-    print(
-        f"{len(produced)} frames at {width}x{height}, {summary['end_to_end_fps']:.1f} fps end to end -> {args.out}"
-    )
+    fps = summary["end_to_end_fps"]
+    print(f"{len(produced)} frames at {width}x{height}, {fps:.1f} fps end to end -> {args.out}")
 
 
 if __name__ == "__main__":
