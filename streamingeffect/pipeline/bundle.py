@@ -181,7 +181,9 @@ class ModelBundle:
                     raise ValueError("a causal student denoises with a KV cache (rollout.new_cache)")
                 times = self.times(sampling)
                 start = noise if times[0] >= 1.0 else (1 - times[0]) * source + times[0] * noise
-                return rollout(self.net, cond, start, times, cache, reuse=reuse, fold_write=fold_write).float()
+                return rollout(
+                    self.net, cond, start, times, cache, reuse=reuse, fold_write=fold_write
+                ).float()
             times = sampling.teacher_times(self.task.shift)
             start = noise if times[0] >= 1.0 else (1 - times[0]) * source + times[0] * noise
             return euler_sample(self.net, cond, start, torch.tensor(times), guidance).float()

@@ -25,6 +25,7 @@ from streamingeffect.pipeline.edit import GATE_FLOOR, GuidedFilter, LowResEdit, 
 from streamingeffect.pipeline.fused import apply_guided_edit
 
 Box = tuple[slice, slice]  # (rows, cols) of the frame
+DEFAULT_GUIDED = GuidedFilter()
 # Low-resolution pixels past the gate's last open pixel that the full-resolution gate can still reach:
 # the guided filter's two box filters (radius 1 each) and the bilinear upsampling.
 GATE_REACH = 3
@@ -77,15 +78,17 @@ def spread_person_flow(flow: np.ndarray, person: np.ndarray, spread: float, coar
     with the wide blur done at 1/``coarse`` of the flow's resolution: ~1 ms instead of ~15 at 320x180.
     flow [h, w, 2], person [any size] -> [h, w, 2]."""
     height, width = flow.shape[:2]
-    weight = (cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5).astype(
-        np.float32
-    )
+    weight = (
+        cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    ).astype(np.float32)
     if not weight.any():
         return flow
     small = (max(1, width // coarse), max(1, height // coarse))
     sigma = spread * max(height, width) / coarse
     mass = cv2.GaussianBlur(cv2.resize(weight, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
-    moving = cv2.GaussianBlur(cv2.resize(flow * weight[..., None], small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+    moving = cv2.GaussianBlur(
+        cv2.resize(flow * weight[..., None], small, interpolation=cv2.INTER_AREA), (0, 0), sigma
+    )
     mean = (flow * weight[..., None]).sum(axis=(0, 1)) / weight.sum()
     spread_flow = np.where(mass[..., None] > 1e-3, moving / np.maximum(mass, 1e-6)[..., None], mean)
     spread_flow = cv2.resize(spread_flow.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
@@ -105,7 +108,9 @@ def _window_grid(window: Window, size: int, frame_size: tuple[int, int], flow_si
     return fx, fy, (width / flow_w) * size / window.side, (height / flow_h) * size / window.side
 
 
-def warp_edit(edit: LowResEdit, flow: np.ndarray, view: FrameView, guide: np.ndarray | None = None) -> LowResEdit:
+def warp_edit(
+    edit: LowResEdit, flow: np.ndarray, view: FrameView, guide: np.ndarray | None = None
+) -> LowResEdit:
     """The edit made on an earlier frame, moved onto the current one along ``flow`` (current -> earlier,
     at flow resolution): change and gate sampled where each model pixel was, 0 where that falls off the
     model's window; the guide becomes the current frame's (``guide``, else cut from ``view``)."""
@@ -118,7 +123,9 @@ def warp_edit(edit: LowResEdit, flow: np.ndarray, view: FrameView, guide: np.nda
     sample_x = grid_x + moved[..., 0] * sx
     sample_y = grid_y + moved[..., 1] * sy
     values = np.concatenate([edit.change, edit.gate[..., None]], axis=-1)  # [r, r, 4]
-    warped = cv2.remap(values, sample_x, sample_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    warped = cv2.remap(
+        values, sample_x, sample_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
     if guide is None:
         guide = edit.window.cut(view.gray, size).astype(np.float32) / 255.0
     return LowResEdit(edit.window, warped[..., :3], np.ascontiguousarray(warped[..., 3]), guide)
@@ -139,7 +146,10 @@ def gate_box(edit: LowResEdit, frame_size: tuple[int, int]) -> Box | None:
         stop = origin + int(np.ceil((last + 1 + GATE_REACH) * scale))
         return slice(max(start, limit.start), max(min(stop, limit.stop), max(start, limit.start)))
 
-    box = span(open_rows[0], open_rows[-1], window.y0, rows), span(open_cols[0], open_cols[-1], window.x0, cols)
+    box = (
+        span(open_rows[0], open_rows[-1], window.y0, rows),
+        span(open_cols[0], open_cols[-1], window.x0, cols),
+    )
     if box[0].stop <= box[0].start or box[1].stop <= box[1].start:
         return None
     return box
@@ -199,7 +209,9 @@ def intersect(first: Box, second: Box) -> Box | None:
 def resize_into_box(mask: np.ndarray, frame_size: tuple[int, int], box: Box) -> np.ndarray:
     """A mask at any resolution [h, w] -> its bilinear resize to the frame's size, over ``box``."""
     height, width = frame_size
-    full = cv2.resize(np.ascontiguousarray(mask, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    full = cv2.resize(
+        np.ascontiguousarray(mask, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+    )
     return full[box]
 
 
@@ -207,7 +219,7 @@ def composite(
     frame: np.ndarray,
     edit: LowResEdit,
     scope: np.ndarray,
-    guided: GuidedFilter | None = GuidedFilter(),
+    guided: GuidedFilter | None = DEFAULT_GUIDED,
     prior: np.ndarray | None = None,
     gray: np.ndarray | None = None,
 ) -> np.ndarray:

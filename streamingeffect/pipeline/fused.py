@@ -22,7 +22,7 @@ from numba import njit
 from streamingeffect.pipeline.edit import Window
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _axis(count: int, start: int, origin: float, scale: float, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """For output pixels start .. start+count-1: the lower source index and the weight of the next
     one, sampling at (x - origin + 0.5) * scale - 0.5, clamped to [0, limit - 1]."""
@@ -40,7 +40,7 @@ def _axis(count: int, start: int, origin: float, scale: float, limit: int) -> tu
     return lower, weight
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def _fused(
     out: np.ndarray,
     gray: np.ndarray,

@@ -89,7 +89,13 @@ def denoise_chunk(
         t = _frame_times(times[step], batch, frames)
         with torch.set_grad_enabled(grad and step == last):
             velocity = net(
-                x, t, cond, cache=cache, update_cache=write and step == last, reuse=reuse, reuse_key=f"step{step}"
+                x,
+                t,
+                cond,
+                cache=cache,
+                update_cache=write and step == last,
+                reuse=reuse,
+                reuse_key=f"step{step}",
             ).float()
         if step == last:
             return flow.x0_from_velocity(x, velocity, t)

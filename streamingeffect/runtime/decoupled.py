@@ -71,7 +71,7 @@ class ThreadPlan:
 
     model_threads: int = 1  # torch intra-op threads (only the model worker runs torch)
     opencv_threads: int = 1  # OpenCV's pool (the per-frame path): the model has the other core
-    switch_interval_s: float = 0.0005  # GIL hand-over: the worker's Python does not hold up a frame
+    switch_interval_s: float = 0.0001  # GIL hand-over: the worker's Python does not hold up a frame
 
     def apply(self) -> Callable[[], None]:
         """Apply the plan; returns what restores the settings found."""
@@ -127,7 +127,9 @@ class ModelEdit:
     view: FrameView  # the frame's gray views (flow to later frames starts here)
     scope: np.ndarray  # [h, w] the effect's scope on that frame at parse resolution
     prior: np.ndarray | None  # [H, W, 3] the prior the edit corrects, on that frame (None: no prior)
-    priors: tuple[tuple[np.ndarray, np.ndarray, float], ...]  # keyframes (source, change, weight) it came from
+    priors: tuple[
+        tuple[np.ndarray, np.ndarray, float], ...
+    ]  # keyframes (source, change, weight) it came from
     index: int
     generation: int
     made_at: float
@@ -217,7 +219,9 @@ class _FrameStats:
     first_edit_ms: float | None = None
     started: float | None = None
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
-    edit_age: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))  # frames since the edit's frame
+    edit_age: deque[int] = field(
+        default_factory=lambda: deque(maxlen=10_000)
+    )  # frames since the edit's frame
     stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FRAME_STAGES, 0.0))
 
 
