@@ -377,6 +377,7 @@ def _serve(args: argparse.Namespace) -> None:
         steps=args.steps,
         ice=args.ice if args.ice != "auto" else ("loopback" if local else "all"),
         recordings_dir=Path(args.recordings) if args.recordings else None,
+        rate=args.rate,
     )
     serve(config, host=args.host, port=args.port)
 
@@ -668,6 +669,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="WebRTC interfaces: loopback only (auto for a local host) or all",
     )
     studio.add_argument("--recordings", help="keep recordings in this folder (default: a temporary one)")
+    studio.add_argument(
+        "--rate",
+        choices=("decoupled", "every-frame"),
+        default="decoupled",
+        help="decoupled: every camera frame answered, the model refreshing at its own rate; every-frame: "
+        "the model on each frame it takes",
+    )
     studio.set_defaults(run=_serve)
 
     generate = commands.add_parser(

@@ -74,18 +74,35 @@ class ThreadPlan:
     switch_interval_s: float = 0.0001  # GIL hand-over: the worker's Python does not hold up a frame
 
     def apply(self) -> Callable[[], None]:
-        """Apply the plan; returns what restores the settings found."""
-        before = (torch.get_num_threads(), cv2.getNumThreads(), sys.getswitchinterval())
-        torch.set_num_threads(self.model_threads)
-        cv2.setNumThreads(self.opencv_threads)
-        sys.setswitchinterval(self.switch_interval_s)
+        """Apply the plan; returns what restores the settings found once every stream that applied it
+        has called its restore (a studio runs several streams in one process)."""
+        with _PLANS_LOCK:
+            if not _PLANS_ACTIVE:
+                _PLANS_BEFORE[:] = [torch.get_num_threads(), cv2.getNumThreads(), sys.getswitchinterval()]
+            _PLANS_ACTIVE.append(self)
+            torch.set_num_threads(self.model_threads)
+            cv2.setNumThreads(self.opencv_threads)
+            sys.setswitchinterval(self.switch_interval_s)
+        done = threading.Event()
 
         def restore() -> None:
-            torch.set_num_threads(before[0])
-            cv2.setNumThreads(before[1])
-            sys.setswitchinterval(before[2])
+            with _PLANS_LOCK:
+                if done.is_set():
+                    return
+                done.set()
+                _PLANS_ACTIVE.remove(self)
+                if not _PLANS_ACTIVE:
+                    threads, opencv, interval = _PLANS_BEFORE
+                    torch.set_num_threads(int(threads))
+                    cv2.setNumThreads(int(opencv))
+                    sys.setswitchinterval(float(interval))
 
         return restore
+
+
+_PLANS_LOCK = threading.Lock()
+_PLANS_ACTIVE: list[ThreadPlan] = []
+_PLANS_BEFORE: list[float] = []
 
 
 @dataclass(frozen=True)
