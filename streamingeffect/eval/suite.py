@@ -161,7 +161,8 @@ def decoupled_method(
     from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
 
     def run(clip: BenchClip, set_name: str, seed: int) -> Output:
-        stream_options = replace(options or StreamOptions(), seed=seed, catalog_keyframes=set_name == "text")
+        base = options or DecoupledOptions().stream
+        stream_options = replace(base, seed=seed, catalog_keyframes=set_name == "text")
         decoupled = DecoupledOptions(stream=stream_options, refresh_every=every, refresh_lag=lag)
 
         def frames() -> Iterator[np.ndarray]:

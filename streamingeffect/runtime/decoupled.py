@@ -46,8 +46,11 @@ import cv2
 import numpy as np
 import torch
 
+from streamingeffect.effects import make_effect
 from streamingeffect.io.images import to_rgb
 from streamingeffect.parsing.live import LiveParse, LiveParser
+from streamingeffect.parsing.masks import region_masks
+from streamingeffect.parsing.types import FrameParts
 from streamingeffect.pipeline import EffectRequest, EffectRequestError, ModelBundle, PreparedFrame
 from streamingeffect.pipeline.carry import CarrySettings, EditCarrier, FrameView, composite, warp_edit
 from streamingeffect.pipeline.edit import LowResEdit
@@ -58,6 +61,7 @@ from streamingeffect.runtime.stream import EffectStream, StreamError, StreamOpti
 log = logging.getLogger(__name__)
 
 RATES = ("decoupled", "every-frame")
+KEYFRAME_OVERSAMPLING = 3  # a catalog keyframe for a model without prior: window >= 3x the model's size
 FRAME_STAGES = ("segment", "flow", "warp", "prior", "composite")  # the per-frame path
 MODEL_STAGES = ("parse", "encode", "transformer", "decode")  # one model refresh (EffectStream's)
 # Scope regions the per-frame person mask gives; the others need landmarks, which only the model
@@ -105,9 +109,16 @@ _PLANS_ACTIVE: list[ThreadPlan] = []
 _PLANS_BEFORE: list[float] = []
 
 
+def _worker_stream_options() -> StreamOptions:
+    # The cache write folded into the last denoising pass (one pass fewer per refresh): on the quick
+    # suite's sets at a refresh every 3rd frame it moved PSNR in the edit by +0.16 / -0.06 dB (text /
+    # keyframe) and outside it by -0.50 / +0.54 dB (`streamingeffect bench rates`, docs/BENCHMARKS.md).
+    return StreamOptions(fold_cache_write=True)
+
+
 @dataclass(frozen=True)
 class DecoupledOptions:
-    stream: StreamOptions = field(default_factory=StreamOptions)  # how the model worker runs the student
+    stream: StreamOptions = field(default_factory=_worker_stream_options)  # how the worker runs the student
     # None: the worker refreshes on its own thread whenever it is free. k: synchronously on every k-th
     # frame, shown ``refresh_lag`` frames later (default k), as a worker needing k frame times would.
     refresh_every: int | None = None
@@ -152,6 +163,18 @@ class ModelEdit:
     made_at: float
 
 
+def _drawn_person(size: tuple[int, int], parse_side: int) -> LiveParse:
+    """A parse of a frame of ``size`` with an upright ellipse for a person (warming up the drawing)."""
+    height, width = size
+    scale = min(1.0, parse_side / max(height, width))
+    shape = (round(height * scale), round(width * scale))
+    person = np.zeros(shape, np.float32)
+    centre = (shape[1] // 2, shape[0] * 2 // 3)
+    cv2.ellipse(person, centre, (max(1, shape[1] // 6), max(1, shape[0] // 2)), 0, 0, 360, 1.0, -1)
+    regions = region_masks(person, None, [], None)
+    return LiveParse(FrameParts(index=0, time=0.0, regions=regions), size)
+
+
 class _Inbox:
     """A slot of size one for the model worker: the newest frame wins."""
 
@@ -182,6 +205,44 @@ class _Inbox:
 class _Refresher(EffectStream):
     """`EffectStream`'s model path, one refresh at a time, returning the edit at the model's resolution
     instead of a composited frame (so the student runs exactly as in the every-frame stream)."""
+
+    _empty_keyframe = True  # the last catalog keyframe changed nothing (its anchor was not in view)
+
+    def _refresh_catalog_keyframe(self, image: np.ndarray, parse: LiveParse) -> None:
+        """`EffectStream._refresh_catalog_keyframe`, drawn smaller when only the model's window sees it
+        (no prior): the renderer's sizes follow the frame's, and at 720p it took 58 ms a frame, the
+        longest step before a stream's first edit."""
+        if self._renderer is None or self._request is None or self._request.category is None:
+            return
+        due = self._keyframe is None or self._empty_keyframe
+        if not due and self._since_keyframe < self.options.keyframe_every:
+            self._since_keyframe += 1
+            return
+        size = self._drawing_size(image.shape[:2])
+        if (self._renderer.height, self._renderer.width) != size:
+            self._renderer = make_effect(self._request.category, self.options.seed, size)
+        small = (
+            image if size == image.shape[:2] else cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+        )
+        drawn = self._renderer.render(small, LiveParse(parse.parts, size).parts_at_frame_size())
+        self._empty_keyframe = np.array_equal(drawn, small)
+        edited = drawn
+        if small is not image:  # the drawn change, brought to the frame's size
+            change = cv2.resize(
+                drawn.astype(np.int16) - small, image.shape[1::-1], interpolation=cv2.INTER_LINEAR
+            )
+            edited = np.clip(image + change, 0, 255).astype(np.uint8)
+        self._set_keyframe((image, edited), 0 if due else self.options.crossfade)
+        self._since_keyframe = 1
+
+    def _drawing_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The catalog keyframe's drawing size: the frame's with a prior (carried at full resolution),
+        else small enough that the model's window still holds KEYFRAME_OVERSAMPLING x its pixels."""
+        if self.bundle.net.config.prior:
+            return size
+        height, width = size
+        scale = min(1.0, KEYFRAME_OVERSAMPLING * self.bundle.resolution / min(height, width))
+        return max(16, round(height * scale)), max(16, round(width * scale))
 
     def refresh(self, jobs: tuple[_Job, ...]) -> ModelEdit:
         """The newest frames (one per chunk frame, the last is the one the edit is for) -> its edit."""
@@ -280,6 +341,7 @@ class DecoupledStream:
         self._model_lock = threading.Lock()  # a refresh, or a control change: one at a time
         self._error: BaseException | None = None
         self._inbox = _Inbox()
+        self._delivered = threading.Event()  # set by the worker after each refresh (or failure)
         self._closing = threading.Event()
         self._worker: threading.Thread | None = None
         self._restore: Callable[[], None] | None = None
@@ -340,18 +402,22 @@ class DecoupledStream:
 
     def warmup(self, size: tuple[int, int] = (256, 256)) -> None:
         """Load everything a first frame needs (MediaPipe graphs, text features, kernels, the precision
-        benchmark) on blank frames of ``size`` (height, width) through both paths, then start clean."""
+        benchmark, the catalog renderer) at ``size`` (height, width) through both paths — the model's
+        on the worker thread itself — then start clean. The frames are blank with a drawn person, so
+        the renderer and the scope draw something."""
         if self._request is None:
             raise StreamError("set an effect (or keyframe) before warming up")
+        self._start_worker()  # the thread plan first: precision is measured at the worker's threads
         measured_choice(self.bundle.matmul_shape)
         blank = np.full((*size, 3), 127, np.uint8)
         with self._model_lock:
             self._refresher.warmup(size)
-        for _ in range(2):
-            view, parse = self._carrier.view(blank), self._parser(blank, False)
-            job = _Job(0, blank, parse, view, time.perf_counter(), self._generation)
-            with self._model_lock:
-                made = self._refresher.refresh((job,) * self.bundle.net.config.chunk_frames)
+        self._parser(blank, False)
+        parse = _drawn_person(size, self.options.parse_side)
+        for index in range(2):
+            view = self._carrier.view(blank)
+            job = _Job(index, blank, parse, view, time.perf_counter(), self._generation)
+            made = self._refresh_now((job,) * self.bundle.net.config.chunk_frames)
             self._compose(blank, view, parse, replace(made, index=-1), 0)
         with self._model_lock:
             self._refresher.reset()
@@ -360,6 +426,21 @@ class DecoupledStream:
         self._stats = _FrameStats()
         self._refresh_ms.clear()
         self._refresh_times.clear()
+
+    def _refresh_now(self, jobs: tuple[_Job, ...]) -> ModelEdit:
+        """A refresh of ``jobs``, waited for: on the worker thread when there is one."""
+        if self._worker is None:
+            with self._model_lock:
+                return self._timed_refresh(jobs)
+        self._delivered.clear()
+        self._inbox.put(jobs)
+        if not self._delivered.wait(timeout=300):
+            raise StreamError("the model worker did not answer within 5 minutes")
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise StreamError(f"the model worker failed: {type(error).__name__}: {error}") from error
+        assert self._published is not None
+        return self._published
 
     # ------------------------------------------------------------------------------------- frames
 
@@ -500,8 +581,10 @@ class DecoupledStream:
                 except Exception as error:  # handed to the caller at the next push
                     log.exception("the model worker failed")
                     self._error = error
+                    self._delivered.set()
                     continue
                 self._published = made
+                self._delivered.set()
 
     def _timed_refresh(self, jobs: tuple[_Job, ...]) -> ModelEdit:
         start = time.perf_counter()

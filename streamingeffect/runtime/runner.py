@@ -103,7 +103,10 @@ def run(config: RunConfig) -> dict[str, Any]:
     paced = source.live or config.realtime or live_rate
     if config.output is not None:
         audio = source.path if source.has_audio else None
-        sinks.append(Mp4Sink(config.output, source.fps, audio, **(LIVE_MP4 if paced else {})))
+        if paced:  # encoded behind the stream, on its own thread: a live frame never waits for x264
+            sinks.append(BackgroundSink(Mp4Sink(config.output, source.fps, audio, **LIVE_MP4)))
+        else:
+            sinks.append(Mp4Sink(config.output, source.fps, audio))
     if config.preview_port is not None:
         preview = MjpegPreview(config.preview_port)
         print(f"preview: {preview.url}", file=sys.stderr)
@@ -187,6 +190,57 @@ def _peak_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class BackgroundSink:
+    """A sink written on its own thread behind a short queue; when the queue is full the oldest waiting
+    frame is dropped (an mp4 holds the previous frame in its slot). Errors surface at the next write
+    or at close."""
+
+    def __init__(self, sink: Sink, depth: int = 4):
+        self.sink, self.dropped = sink, 0
+        self._queue: deque[tuple[np.ndarray, int | None] | None] = deque()
+        self._depth = depth
+        self._ready = threading.Condition()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="sink-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, image: np.ndarray, index: int | None = None) -> None:
+        self._raise()
+        with self._ready:
+            if len(self._queue) >= self._depth:
+                self._queue.popleft()
+                self.dropped += 1
+            self._queue.append((image, index))
+            self._ready.notify()
+
+    def _drain(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue:
+                    self._ready.wait()
+                item = self._queue.popleft()
+            if item is None:
+                return
+            try:
+                self.sink.write(*item)
+            except BaseException as error:  # kept for the caller
+                self._error = error
+                return
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def close(self) -> None:
+        with self._ready:
+            self._queue.append(None)
+            self._ready.notify()
+        self._thread.join()
+        self.sink.close()
+        self._raise()
 
 
 class _Arrivals:
