@@ -124,6 +124,27 @@ def test_the_fused_composite_matches_apply_edit_and_keeps_the_frame_outside_the_
         assert np.array_equal(fused[full_scope == 0], frame[full_scope == 0])
 
 
+def test_the_fused_prior_carries_the_keyframes_change_as_flow_prior_does() -> None:
+    from streamingeffect.pipeline.carry import CarriedPrior
+    from streamingeffect.pipeline.flow_prior import warp_by_flow
+
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    change = np.zeros((90, 160, 3), np.float32)
+    change[20:70, 40:120] = cv2.GaussianBlur(rng.normal(0, 40, (50, 80, 3)).astype(np.float32), (0, 0), 3)
+    still, trust = np.zeros((45, 80, 2), np.float32), np.ones((45, 80), np.float32)
+    whole, no_scope = (slice(0, 90), slice(0, 160)), np.zeros((4, 4), np.float32)
+    out = composite(frame, None, no_scope, prior=CarriedPrior([(change, still, trust, 1.0)], whole))
+    assert np.array_equal(out, np.clip(np.rint(frame + change), 0, 255).astype(np.uint8))  # identity flow
+    flow = cv2.GaussianBlur(rng.normal(0, 3, (45, 80, 2)).astype(np.float32), (0, 0), 4)
+    confidence = rng.uniform(0.5, 1.0, (45, 80)).astype(np.float32)
+    expected = warp_by_flow(change, flow, (90, 160)) * cv2.resize(confidence, (160, 90))[..., None]
+    expected = np.clip(np.rint(frame + expected), 0, 255).astype(np.uint8)
+    out = composite(frame, None, no_scope, prior=CarriedPrior([(change, flow, confidence, 1.0)], whole))
+    difference = np.abs(out.astype(int) - expected)
+    assert difference.max() <= 2 and difference.mean() < 0.05  # OpenCV's 1/32 bilinear weights
+
+
 # ------------------------------------------------------------------------------- the runtime
 
 

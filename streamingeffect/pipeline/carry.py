@@ -17,12 +17,14 @@ open; elsewhere the output is the frame, bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from streamingeffect.pipeline.edit import GATE_FLOOR, GuidedFilter, LowResEdit, Window
-from streamingeffect.pipeline.fused import apply_guided_edit
+from streamingeffect.pipeline.flow_prior import FlowSettings, forward_backward_confidence
+from streamingeffect.pipeline.fused import apply_guided_edit, carry_change
 
 Box = tuple[slice, slice]  # (rows, cols) of the frame
 DEFAULT_GUIDED = GuidedFilter()
@@ -73,16 +75,19 @@ class EditCarrier:
         return flow if person is None else spread_person_flow(flow, person, self.settings.spread)
 
 
-def spread_person_flow(flow: np.ndarray, person: np.ndarray, spread: float, coarse: int = 4) -> np.ndarray:
-    """`FlowPrior.follow_person`'s flow (the person's own flow inside them, spread outward around them),
-    with the wide blur done at 1/``coarse`` of the flow's resolution: ~1 ms instead of ~15 at 320x180.
-    flow [h, w, 2], person [any size] -> [h, w, 2]."""
+def spread_person_flow(
+    flow: np.ndarray, person: np.ndarray, spread: float, confidence: np.ndarray | None = None, coarse: int = 4
+) -> Any:
+    """`FlowPrior.follow_person` (the person's own flow inside them, spread outward around them and
+    trusted there), with the wide blur done at 1/``coarse`` of the flow's resolution: ~1 ms instead of
+    ~15 at 320x180. flow [h, w, 2], person [any size] -> flow [h, w, 2] (and the confidence [h, w],
+    when one is given)."""
     height, width = flow.shape[:2]
     weight = (
         cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
     ).astype(np.float32)
     if not weight.any():
-        return flow
+        return flow if confidence is None else (flow, confidence)
     small = (max(1, width // coarse), max(1, height // coarse))
     sigma = spread * max(height, width) / coarse
     mass = cv2.GaussianBlur(cv2.resize(weight, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
@@ -93,7 +98,10 @@ def spread_person_flow(flow: np.ndarray, person: np.ndarray, spread: float, coar
     spread_flow = np.where(mass[..., None] > 1e-3, moving / np.maximum(mass, 1e-6)[..., None], mean)
     spread_flow = cv2.resize(spread_flow.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     inside = cv2.GaussianBlur(weight, (0, 0), 1.0)[..., None]  # a soft seam at the person's edge
-    return (inside * flow + (1 - inside) * spread_flow).astype(np.float32)
+    moved = (inside * flow + (1 - inside) * spread_flow).astype(np.float32)
+    if confidence is None:
+        return moved
+    return moved, (inside[..., 0] * confidence + (1 - inside[..., 0])).astype(np.float32)
 
 
 def _window_grid(window: Window, size: int, frame_size: tuple[int, int], flow_size: tuple[int, int]) -> tuple:
@@ -206,34 +214,26 @@ def intersect(first: Box, second: Box) -> Box | None:
     return (rows, cols) if rows.stop > rows.start and cols.stop > cols.start else None
 
 
-def resize_into_box(mask: np.ndarray, frame_size: tuple[int, int], box: Box) -> np.ndarray:
-    """A mask at any resolution [h, w] -> its bilinear resize to the frame's size, over ``box``."""
-    height, width = frame_size
-    full = cv2.resize(
-        np.ascontiguousarray(mask, dtype=np.float32), (width, height), interpolation=cv2.INTER_LINEAR
-    )
-    return full[box]
-
-
 def composite(
     frame: np.ndarray,
-    edit: LowResEdit,
+    edit: LowResEdit | None,
     scope: np.ndarray,
     guided: GuidedFilter | None = DEFAULT_GUIDED,
-    prior: np.ndarray | None = None,
-    gray: np.ndarray | None = None,
+    prior: CarriedPrior | None = None,
 ) -> np.ndarray:
-    """`edit.apply_edit` restricted to the box where the gate and the scope are open, in one fused pass
-    (`fused.apply_guided_edit`): frame [H, W, 3] uint8 + its low-resolution edit -> the edited frame
-    [H, W, 3] uint8 (a new array).
+    """`edit.apply_edit`, in fused passes over only the boxes where something is added
+    (`fused.add_carried_change`, `fused.apply_guided_edit`): frame [H, W, 3] uint8 + the keyframes'
+    carried change (``prior``) + its low-resolution edit -> the edited frame [H, W, 3] uint8 (a new
+    array; exactly the frame where the scope and the prior are 0).
 
     ``scope`` [h, w] float in [0, 1] at any resolution: where the effect may act (sampled bilinearly at
-    the frame's pixels). ``prior`` [H, W, 3] float (0-255 units) is applied first; ``gray`` [H, W]
-    uint8: the frame's gray, if known (used without a prior). ``guided`` None: plain bilinear
-    upsampling (for comparison)."""
+    the frame's pixels). ``guided`` None: plain bilinear upsampling (for comparison)."""
     height, width = frame.shape[:2]
-    base = frame if prior is None else np.clip(np.rint(frame + prior), 0, 255).astype(np.uint8)
-    out = base.copy() if base is frame else base
+    out = frame.copy()
+    if prior is not None and prior.box is not None:
+        _add_prior(out, frame, prior)
+    if edit is None:
+        return out
     gate_part, scope_part = gate_box(edit, (height, width)), mask_box(scope, (height, width))
     box = None if gate_part is None or scope_part is None else intersect(gate_part, scope_part)
     if box is None:
@@ -245,7 +245,121 @@ def composite(
         # Fast guided filter: values ~ a * guide + b, fitted at low resolution, applied at full.
         coefficients = guided.coefficients(edit.guide, values)  # [r, r, 8]: a (4), b (4)
         a, b = coefficients[..., :4], coefficients[..., 4:]
-    if gray is None or prior is not None:
-        gray = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
-    apply_guided_edit(out, gray, a, b, edit.window, box, scope, GATE_FLOOR)
+    apply_guided_edit(out, a, b, edit.window, box, scope, GATE_FLOOR)
     return out
+
+
+def _add_prior(out: np.ndarray, frame: np.ndarray, prior: CarriedPrior) -> None:
+    """out[box] = round(frame + the carried change), the change carried at its own resolution and
+    brought to the frame's bilinearly."""
+    assert prior.box is not None
+    carried = carry_change(prior.keys, prior.box)
+    if carried is None:
+        return
+    rows, cols = prior.box
+    if prior.scale != 1.0:
+        rows = slice(round(rows.start / prior.scale), round(rows.stop / prior.scale))
+        cols = slice(round(cols.start / prior.scale), round(cols.stop / prior.scale))
+        rows, cols = (
+            slice(rows.start, min(rows.stop, frame.shape[0])),
+            slice(cols.start, min(cols.stop, frame.shape[1])),
+        )
+        carried = cv2.resize(
+            carried, (cols.stop - cols.start, rows.stop - rows.start), interpolation=cv2.INTER_LINEAR
+        )
+    out[rows, cols] = cv2.add(frame[rows, cols], carried, dtype=cv2.CV_8U)  # rounded and saturated
+
+
+@dataclass(frozen=True)
+class CarriedPrior:
+    """The keyframes' changes and the flows that carry them to one frame (`PriorCarrier.carry`)."""
+
+    keys: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]  # (change, flow, confidence, weight)
+    box: Box | None  # where the carried change can be non-zero, at the carrying resolution
+    scale: float = 1.0  # the carrying resolution, as a share of the frame's
+
+
+class PriorCarrier:
+    """`FlowPrior`'s prior for the per-frame path: each keyframe's change carried to the current frame
+    along low-resolution flow with a forward-backward confidence (outside the person, the person's
+    flow spread outward, for anchored effects); the full-resolution sampling happens fused in
+    `composite`, only inside the box the keyframe's change can reach."""
+
+    def __init__(
+        self, carrier: EditCarrier, settings: FlowSettings | None = None, max_pixels: float | None = None
+    ):
+        """``max_pixels``: carry at a resolution of at most this many pixels (None: the frame's)."""
+        self.carrier, self.settings, self.max_pixels = carrier, settings or FlowSettings(), max_pixels
+        self._views: dict[int, tuple[np.ndarray, FrameView]] = {}  # keyframe source id -> its view
+        # keyframe change id -> (it, at the carrying resolution, its support there)
+        self._changes: dict[int, tuple[np.ndarray, np.ndarray, Box | None, float]] = {}
+
+    def carry(
+        self,
+        view: FrameView,
+        priors: tuple[tuple[np.ndarray, np.ndarray, float], ...],
+        person: np.ndarray | None = None,
+    ) -> CarriedPrior | None:
+        """priors: (keyframe source [H, W, 3], change [H, W, 3] float, weight) each."""
+        keys, box = [], None
+        height, width = view.size
+        scale = 1.0 if self.max_pixels is None else min(1.0, (self.max_pixels / (height * width)) ** 0.5)
+        for source, change, weight in priors:
+            if source.shape[:2] != view.size:
+                return None
+            earlier = self._view(source)
+            forward = self.carrier.flow(view, earlier)
+            backward = self.carrier.flow(earlier, view)
+            confidence = forward_backward_confidence(forward, backward, self.settings)
+            if person is not None:
+                forward, confidence = spread_person_flow(forward, person, self.settings.spread, confidence)
+            carried, support = self._carried(change, scale)
+            keys.append((carried, forward, confidence, weight))
+            if support is None:
+                continue
+            # The change reaches as far as the flow moves it (in its pixels), and a pixel for bilinear.
+            size = carried.shape[:2]
+            scale = max(size[0] / forward.shape[0], size[1] / forward.shape[1])
+            grown = grow(support, float(np.abs(forward).max()) * scale + 2, size)
+            box = grown if box is None else union(box, grown)
+        return CarriedPrior(keys, box, scale)
+
+    def _view(self, source: np.ndarray) -> FrameView:
+        cached = self._views.get(id(source))
+        if cached is None or cached[0] is not source:
+            if len(self._views) > 4:
+                self._views.clear()
+            cached = (source, self.carrier.view(source))
+            self._views[id(source)] = cached
+        return cached[1]
+
+    def _carried(self, change: np.ndarray, scale: float) -> tuple[np.ndarray, Box | None]:
+        """A keyframe's change at the carrying resolution (float32), and where it is not 0 there."""
+        cached = self._changes.get(id(change))
+        if cached is None or cached[0] is not change or cached[3] != scale:
+            if len(self._changes) > 4:
+                self._changes.clear()
+            small = np.ascontiguousarray(change, dtype=np.float32)
+            if scale != 1.0:
+                height, width = change.shape[:2]
+                size = (max(2, round(width * scale)), max(2, round(height * scale)))
+                small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
+            cached = (change, small, mask_box(np.abs(small).max(axis=-1), small.shape[:2]), scale)
+            self._changes[id(change)] = cached
+        return cached[1], cached[2]
+
+
+def grow(box: Box, margin: float, frame_size: tuple[int, int]) -> Box:
+    rows, cols = box
+    height, width = frame_size
+    return (
+        slice(max(0, int(rows.start - margin)), min(height, int(np.ceil(rows.stop + margin)))),
+        slice(max(0, int(cols.start - margin)), min(width, int(np.ceil(cols.stop + margin)))),
+    )
+
+
+def union(first: Box, second: Box) -> Box:
+    return (
+        slice(min(first[0].start, second[0].start), max(first[0].stop, second[0].stop)),
+        slice(min(first[1].start, second[1].start), max(first[1].stop, second[1].stop)),
+    )
