@@ -33,6 +33,7 @@ deterministic.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -83,6 +84,9 @@ class ThreadPlan:
     model_threads: int = 1  # torch intra-op threads (only the model worker runs torch)
     opencv_threads: int = 1  # OpenCV's pool (the per-frame path): the model has the other core
     switch_interval_s: float = 0.0001  # GIL hand-over: the worker's Python does not hold up a frame
+    # The worker's OS priority below the per-frame path's (Linux nice, per thread): when the cores are
+    # short, the model refreshes less often rather than frames going unanswered.
+    worker_nice: int = 5
 
     def apply(self) -> Callable[[], None]:
         """Apply the plan; returns what restores the settings found once every stream that applied it
@@ -170,6 +174,18 @@ class ModelEdit:
     index: int
     generation: int
     made_at: float
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by ``nice`` (Linux threads have their own; elsewhere, or
+    without permission, nothing happens)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + nice)
+    except OSError:
+        log.debug("could not lower the model worker's priority")
 
 
 def _drawn_person(size: tuple[int, int], parse_side: int) -> LiveParse:
@@ -579,6 +595,7 @@ class DecoupledStream:
 
     def _work(self) -> None:
         """The model worker: the newest frame, a refresh, publish; again."""
+        _lower_priority(self.options.threads.worker_nice)
         while not self._closing.is_set():
             jobs = self._inbox.take(timeout=0.5)
             if jobs is None or self._closing.is_set():
