@@ -197,13 +197,15 @@ def _run_paced(clip: Path, effect: str, model: str, rate: str, folder: Path) -> 
 
 
 def _transformer_flops(model: str) -> float:
-    """FLOPs of one refresh's transformer work (the student's denoising passes and its cache write)."""
+    """FLOPs of one refresh's transformer work (the student's denoising passes, the cache write folded
+    in or not as the live runtime does)."""
     import torch
 
     from streamingeffect.eval.metrics import count_flops
     from streamingeffect.models.dit import EffectCondition
     from streamingeffect.pipeline import ModelBundle
     from streamingeffect.rollout import new_cache
+    from streamingeffect.runtime.decoupled import DecoupledOptions
 
     bundle = ModelBundle.load(model)
     net, side = bundle.net, bundle.latent_side
@@ -211,9 +213,14 @@ def _transformer_flops(model: str) -> float:
     cond = EffectCondition(torch.zeros(shape), torch.ones(shape[0], shape[1], 1, side, side))
     cache = new_cache(net)
     net.prefill(cond, cache)
+    fold = DecoupledOptions().stream.fold_cache_write  # as the live runtime runs it
+
+    def refresh() -> object:
+        return bundle.denoise(cond, torch.randn(shape), bundle.default_sampling(), cache, fold_write=fold)
+
     for _ in range(net.config.window_chunks):  # a full window, as in a running stream
-        bundle.denoise(cond, torch.randn(shape), bundle.default_sampling(), cache)
-    return count_flops(lambda: bundle.denoise(cond, torch.randn(shape), bundle.default_sampling(), cache))
+        refresh()
+    return count_flops(refresh)
 
 
 def run_scaling_benchmark(
@@ -281,6 +288,13 @@ def run_scaling_benchmark(
     row("frames answered (of those the camera offered)", lambda r: f"{100 * r['answered_share']:.1f}%")
     row("model refreshes per second", lambda r: _refreshes(r))
     row(
+        "per-frame path / model refresh p50 (ms)",
+        lambda r: (
+            f"{sum(r['stage_ms_per_frame'].values()):.1f} / "
+            + (f"{r['refresh_ms_p50']:.0f}" if "refresh_ms_p50" in r else "-")
+        ),
+    )
+    row(
         "latency from arrival p50 / p95 (ms)",
         lambda r: f"{r['arrival_latency_p50_ms']:.0f} / {r['arrival_latency_p95_ms']:.0f}",
     )
@@ -288,7 +302,8 @@ def run_scaling_benchmark(
     row("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:.0f}")
     row("mask cache: tokens reused", lambda r: f"{100 * r['tokens_reused']:.0f}%")
     for stage in _stages(runs):
-        row(f"share: {stage}", lambda r, s=stage: f"{100 * r['stage_share'].get(s, 0.0):.0f}%")
+        if any(r["stage_share"].get(stage, 0.0) >= 0.005 for _, _, r in runs):
+            row(f"share: {stage}", lambda r, s=stage: f"{100 * r['stage_share'].get(s, 0.0):.0f}%")
     row(
         "transformer: achieved / matmul peak",
         lambda r: f"{100 * _achieved(r, flops) / peak:.1f}%" if _achieved(r, flops) else "n/a",
