@@ -231,6 +231,32 @@ def test_a_prior_model_carries_the_keyframe_at_both_rates(tmp_path: Path, frames
     assert all(not np.array_equal(o, f) for o, f in zip(outputs, frames, strict=False))
 
 
+def test_the_workers_fast_prior_matches_the_editors(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """The model worker carries the keyframe prior with the per-frame path's fused pass; on frames near
+    the keyframe's it gives the model the same prior latent as `FrameEditor` (FlowPrior) does."""
+    from streamingeffect.data.render import render_keyframe
+    from streamingeffect.pipeline import EditorOptions, EffectRequest, FrameEditor
+    from streamingeffect.pipeline.carry import CarrySettings
+    from streamingeffect.runtime.decoupled import _CarryingEditor
+
+    prior_bundle = ModelBundle.load(_student(tmp_path / "prior", prior=True))
+    edited = render_keyframe(frames[0], "glow_aura_gold")
+    request = EffectRequest.parse("glow_aura_gold")
+    fast = _CarryingEditor(prior_bundle, EditorOptions(), CarrySettings(), None)
+    reference = FrameEditor(prior_bundle, request)
+    for editor in (fast, reference):
+        editor.set_request(request)
+        editor.set_keyframe(frames[0], edited)
+    for frame in frames[:3]:
+        got, expected = fast.prepare(frame), reference.prepare(frame)
+        assert got.prior_keys[0][0] is frames[0] and got.prior is None
+        assert expected.prior_latent is not None and got.prior_latent is not None
+        error = (got.prior_latent - expected.prior_latent).norm() / expected.prior_latent.norm()
+        assert error < 0.1, float(error)
+    fast.close()
+    reference.close()
+
+
 def test_run_with_decoupled_rates_answers_every_frame(tmp_path: Path, bundle: ModelBundle) -> None:
     from streamingeffect.cli import main
     from streamingeffect.io import probe
