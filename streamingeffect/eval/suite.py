@@ -548,8 +548,9 @@ def rate_table(config: SuiteConfig, student_dir: str, command: str) -> str:
         "## Decoupled rates: the model every k frames, flow in between",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). Suite "
-        f"`{config.name}`: clip `{config.clip}` ({width}x{height}, {fps:g} fps, a held-out person), "
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}), torch "
+        f"{torch.get_num_threads()} thread(s) (the figures are quality only). Suite `{config.name}`: clip "
+        f"`{config.clip}` ({width}x{height}, {fps:g} fps, a held-out person), "
         f"{config.frames} frames, categories " + ", ".join(f"`{c}`" for c in config.categories) + f"; model "
         f"`{student_dir}` ({describe(student.default_sampling())}). PSNR (dB) against the renderer's ground "
         "truth at full resolution, inside / outside the edit mask; Δ in: against the decoupled runtime "
