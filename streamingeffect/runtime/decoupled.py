@@ -631,6 +631,8 @@ class DecoupledStream:
             "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
             "latency_p95_ms": float(np.percentile(latencies, 95)) if len(latencies) else float("nan"),
             "edited_share": s.edited / s.frames_out if s.frames_out else 0.0,
+            # The current effect's (or keyframe's) model edit has arrived: outputs carry it.
+            "effect_ready": self._published is not None and self._published.generation == self._generation,
             "edit_age_frames": float(np.mean(s.edit_age)) if s.edit_age else float("nan"),
             "refreshes": refreshes,
             "refreshes_per_s": refreshes / elapsed if elapsed > 0 else 0.0,
