@@ -309,8 +309,17 @@ def _bench_sampling(args: argparse.Namespace) -> None:
 
 
 def _bench_stream(args: argparse.Namespace) -> None:
-    from streamingeffect.eval.stream_bench import run_stream_benchmark
+    from streamingeffect.eval.stream_bench import run_scaling_benchmark, run_stream_benchmark
 
+    if args.table == "scaling":
+        run_scaling_benchmark(
+            model=args.model,
+            effect=args.effect,
+            seconds=args.seconds,
+            report=Path(args.report) if args.report else None,
+            command=" ".join(["streamingeffect", *sys.argv[1:]]),
+        )
+        return
     run_stream_benchmark(
         model=args.model,
         source=args.input,
@@ -323,6 +332,16 @@ def _bench_stream(args: argparse.Namespace) -> None:
         keyframe=args.keyframe,
         repeats=args.repeats,
     )
+
+
+def _bench_rates(args: argparse.Namespace) -> None:
+    from streamingeffect.docs import replace_section
+    from streamingeffect.eval.suite import SUITES, rate_table
+
+    text = rate_table(SUITES[args.suite], args.student, " ".join(["streamingeffect", *sys.argv[1:]]))
+    print(text)
+    if args.report:
+        replace_section(Path(args.report), "stream-rates", text)
 
 
 def _bench_distill(args: argparse.Namespace) -> None:
@@ -394,6 +413,7 @@ def _run(args: argparse.Namespace) -> None:
             max_frames=args.max_frames,
             mask_cache=not args.no_mask_cache,
             stats_json=Path(args.stats_json) if args.stats_json else None,
+            rate=args.rate,
         )
     )
     if summary["interrupted"]:  # the output is finished; the exit status still says Ctrl-C
@@ -432,6 +452,7 @@ def _serve(args: argparse.Namespace) -> None:
         ice=args.ice if args.ice != "auto" else ("loopback" if local else "all"),
         recordings_dir=Path(args.recordings) if args.recordings else None,
         token=args.token,
+        rate=args.rate,
     )
     serve(
         config,
@@ -615,6 +636,13 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--limit", type=int, default=16, help="held-out samples to score")
     models.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     models.set_defaults(run=_bench_models)
+    rates = bench_cmds.add_parser(
+        "rates", help="the suite's sets at decoupled rates (model every k frames) against every frame"
+    )
+    rates.add_argument("--suite", choices=["quick", "full"], default="quick")
+    rates.add_argument("--student", default="student", help="student checkpoint (default: bundled)")
+    rates.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    rates.set_defaults(run=_bench_rates)
     dist = bench_cmds.add_parser(
         "distill", help="teacher vs causal students on held-out clips: quality, speed, stream memory"
     )
@@ -672,7 +700,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
     )
     sampling.set_defaults(run=_bench_sampling)
-    streaming = bench_cmds.add_parser("stream", help="`run` end to end on a clip: fps, latency, mask cache")
+    streaming = bench_cmds.add_parser(
+        "stream", help="`run` end to end: the scaling table at 30 fps (360p-1080p), or the mask cache on/off"
+    )
+    streaming.add_argument(
+        "--table",
+        choices=("scaling", "mask-cache"),
+        default="scaling",
+        help="scaling: `run --realtime` at 360p, 540p, 720p, 1080p (decoupled rates; 720p also every frame); "
+        "mask-cache: the model on every frame, mask cache on and off (--input, --size, --frames, --keyframe)",
+    )
+    streaming.add_argument("--seconds", type=float, default=10.0, help="scaling: seconds of video per size")
     streaming.add_argument("--model", default="default")
     streaming.add_argument("--input", default="sample", help="a clip (default: the bundled sample)")
     streaming.add_argument("--effect", default="neon_outline_cyan")
@@ -725,6 +763,13 @@ def build_parser() -> argparse.ArgumentParser:
         "procedural renderer",
     )
     live.add_argument(
+        "--rate",
+        choices=("decoupled", "every-frame"),
+        default="decoupled",
+        help="decoupled: every frame answered at the input's rate, the model refreshing the edit at its own "
+        "rate and flow carrying it between; every-frame: the model on every frame (drops frames when slow)",
+    )
+    live.add_argument(
         "--control-port", type=int, default=None, help="serve the live control API on 127.0.0.1:PORT"
     )
     live.add_argument("--bitrate", type=int, default=2500, help="video kbit/s of an rtmp/srt/udp push")
@@ -763,6 +808,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     studio.add_argument("--recordings", help="keep recordings in this folder (default: a temporary one)")
     _add_serve_security(studio)
+    studio.add_argument(
+        "--rate",
+        choices=("decoupled", "every-frame"),
+        default="decoupled",
+        help="decoupled: every camera frame answered, the model refreshing at its own rate; every-frame: "
+        "the model on each frame it takes",
+    )
     studio.set_defaults(run=_serve)
 
     generate = commands.add_parser(

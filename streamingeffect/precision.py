@@ -1,23 +1,52 @@
-"""Whether bf16 autocast pays off on a device.
+"""Whether bf16 autocast pays off on a device: measured at start-up, never assumed from a flag list.
 
-On GPUs it does. On CPUs only with native bf16 matmul instructions (AVX512-BF16 or AMX): on an
-AVX2-only CPU, bf16 matmul is emulated — measured here on a 2-core AMD EPYC (AVX2): 0.6 GFLOP/s in
-bf16 against 41 in fp32 — so autocast would make everything ~60x slower.
+On GPUs it does. On CPUs it depends on the instructions and on the shapes: on an AVX2-only CPU bf16
+matmul is emulated (measured on a 2-core AMD EPYC: 0.6 GFLOP/s in bf16 against 41 in fp32, so
+autocast would make everything ~60x slower), and even with AVX512-BF16 (a 2-core Xeon, 2026-12) a
+tiny model's matmuls ran at 31-36 GFLOP/s in bf16 against 80-96 in fp32. So the choice is a
+micro-benchmark of the caller's matmul shape in both precisions, made once per process and shape
+(`measured_choice`), and bf16 is used only where it is clearly faster.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+# (rows, inner, outer) of the default measurement: a transformer's token projection at width 192
+# (the tiny models), 256 tokens. Callers with a model pass its own shape.
+DEFAULT_SHAPE = (256, 192, 576)
+BF16_MARGIN = 1.2  # bf16 must be this much faster than fp32 to be chosen (noise must not flip it)
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The outcome of the start-up micro-benchmark for one matmul shape."""
+
+    bf16: bool  # autocast to bf16
+    shape: tuple[int, int, int]
+    fp32_gflops: float
+    bf16_gflops: float
+    threads: int
+
+    def describe(self) -> str:
+        chosen = "bf16" if self.bf16 else "fp32"
+        return (
+            f"{chosen} (measured at start-up on a {self.shape[0]}x{self.shape[1]} @ "
+            f"{self.shape[1]}x{self.shape[2]} matmul, {self.threads} thread(s): fp32 "
+            f"{self.fp32_gflops:.0f} GFLOP/s, bf16 {self.bf16_gflops:.0f} GFLOP/s)"
+        )
 
 
 @lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
+    """Whether the CPU advertises native bf16 instructions (reported, never used to decide)."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -25,22 +54,60 @@ def cpu_has_native_bf16() -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
-def bf16_is_fast(device: torch.device | str) -> bool:
+def _gflops(a: torch.Tensor, b: torch.Tensor, repeats: int) -> float:
+    """Best-of-``repeats`` throughput of a @ b in GFLOP/s (after a warm-up call)."""
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(4):
+            torch.mm(a, b)
+        best = min(best, (time.perf_counter() - start) / 4)
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e9
+
+
+def _measure(shape: tuple[int, int, int], threads: int, repeats: int = 5) -> PrecisionChoice:
+    rows, inner, outer = shape
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, inner, generator=generator)
+    b = torch.randn(inner, outer, generator=generator)
+    fp32, bf16 = 0.0, 0.0
+    for _ in range(2):  # interleaved: a slow spell of a shared machine does not land on one side only
+        fp32 = max(fp32, _gflops(a, b, repeats))
+        bf16 = max(bf16, _gflops(a.bfloat16(), b.bfloat16(), repeats))
+    return PrecisionChoice(bf16 > BF16_MARGIN * fp32, shape, fp32, bf16, threads)
+
+
+@lru_cache(maxsize=16)
+def _cached_choice(shape: tuple[int, int, int], threads: int) -> PrecisionChoice:
+    return _measure(shape, threads)
+
+
+def measured_choice(shape: tuple[int, int, int] | None = None) -> PrecisionChoice:
+    """bf16 or fp32 on this CPU for matmuls of ``shape`` (rows, inner, outer), measured once per process,
+    shape and torch thread count (a few tens of milliseconds)."""
+    return _cached_choice(tuple(shape or DEFAULT_SHAPE), torch.get_num_threads())  # type: ignore[arg-type]
+
+
+def bf16_is_fast(device: torch.device | str, shape: tuple[int, int, int] | None = None) -> bool:
     kind = torch.device(device).type
-    return kind == "cuda" or (kind == "cpu" and cpu_has_native_bf16())
+    if kind == "cuda":
+        return True
+    return kind == "cpu" and measured_choice(shape).bf16
 
 
 def autocast(
-    device: torch.device | str, enabled: bool | None = None
+    device: torch.device | str, enabled: bool | None = None, shape: tuple[int, int, int] | None = None
 ) -> contextlib.AbstractContextManager[None]:
-    """bf16 autocast where it is fast (or as forced by ``enabled``); a no-op context otherwise."""
-    use = bf16_is_fast(device) if enabled is None else enabled
+    """bf16 autocast where it is measured to be fast for matmuls of ``shape`` (or as forced by
+    ``enabled``); a no-op context otherwise."""
+    use = bf16_is_fast(device, shape) if enabled is None else enabled
     kind = torch.device(device).type
     return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=use)
 
 
 def cpu_flags_summary() -> str:
-    """The CPU flags that decide precision, as a benchmark states them (e.g. "avx2, avx512_bf16")."""
+    """The CPU flags that bear on precision, as a benchmark states them (e.g. "avx2, avx512_bf16")."""
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:

@@ -234,6 +234,8 @@ def test_run_command_writes_video_with_the_sound_and_a_summary(
             str(stats),
             "--steps",
             "1",
+            "--rate",
+            "every-frame",  # the model on every frame: its stages (tests/test_decoupled.py: the default)
         ]
     )
     assert code == 0

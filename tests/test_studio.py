@@ -48,7 +48,11 @@ def frames() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def studio(model: ModelBundle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    config = StudioConfig(max_sessions=2, max_upload_bytes=512 * 1024, reconnect_grace_s=1.0)
+    # The model on every frame: each answer carries the effect (the decoupled default shows it once its
+    # first refresh lands: test_the_decoupled_studio_answers_every_frame_and_the_effect_arrives).
+    config = StudioConfig(
+        max_sessions=2, max_upload_bytes=512 * 1024, reconnect_grace_s=1.0, rate="every-frame"
+    )
     config.recordings_dir = tmp_path_factory.mktemp("recordings")
     with running_studio(config, model) as base:
         yield base
@@ -89,8 +93,7 @@ def test_session_limit_unknown_session_and_bad_requests(studio: str) -> None:
     finally:  # a failure here must not leave the module's studio full for the next tests
         deleted = [call(studio, "DELETE", f"/api/sessions/{session}")[0] for session in (first, second)]
     assert deleted == [204, 204]
-    status, body = call(studio, "GET", "/api/info")
-    assert body["sessions"] == 0
+    assert call(studio, "GET", "/api/info")[1]["sessions"] == 0
     assert call(studio, "GET", f"/api/sessions/{first}/stats")[0] == 404
 
 
@@ -181,6 +184,27 @@ def test_websocket_stream_capture_keyframe_and_recording(studio: str, frames: li
         assert time.monotonic() < deadline, "the disconnected session was not closed"
         time.sleep(0.2)
     assert call(studio, "GET", f"/api/sessions/{session}/stats")[0] == 404
+
+
+def test_the_decoupled_studio_answers_every_frame_and_the_effect_arrives(
+    model: ModelBundle, frames: list[np.ndarray], tmp_path: Path
+) -> None:
+    """The default studio (decoupled rates): frames at a camera's pace are all answered, passing
+    through until the model's first edit lands, then carrying it."""
+    with running_studio(StudioConfig(recordings_dir=tmp_path), model) as base:
+        session = _session(base)
+        with connect(base.replace("http", "ws") + f"/api/sessions/{session}/ws") as socket:
+            edited = 0
+            for index in range(240):  # up to 8 s of camera frames
+                frame = frames[index % len(frames)]
+                (out,) = _stream(socket, [frame], 1)
+                edited += int(np.abs(out.astype(int) - frame).mean() > 2)  # (JPEG both ways: ~1)
+                if edited >= 3:
+                    break
+                time.sleep(1 / 30)
+            stats = call(base, "GET", f"/api/sessions/{session}/stats")[1]
+    assert edited >= 3, "the model's edit never reached the output"
+    assert stats["rate"] == "decoupled" and stats["refreshes"] >= 1 and stats["error"] is None
 
 
 def test_a_failing_session_does_not_disturb_another(

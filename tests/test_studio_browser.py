@@ -107,6 +107,13 @@ def wait_stats(base: str, session: str, check: Any, timeout_s: float = 30) -> di
         time.sleep(0.25)
 
 
+def wait_effect(page: Any, base: str, session: str) -> None:
+    """Wait until the model's edit for the current effect has arrived (the default decoupled stream
+    passes frames through until then), and a few frames carrying it were shown."""
+    wait_stats(base, session, lambda s: s.get("effect_ready", True), timeout_s=90)
+    wait_frames(page, 4)
+
+
 def inside_difference(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(np.abs(a.astype(float) - b)[mask].mean())
 
@@ -131,6 +138,7 @@ def test_studio_end_to_end_over_webrtc(browser: Any, model: ModelBundle, tmp_pat
         wait_frames(page, 8, timeout_s=120)
         assert page.evaluate("window.studio.transport") == "webrtc", logs
         session = page.evaluate("window.studio.sessionId")
+        wait_effect(page, base, session)
 
         # Processed frames arrive and differ from the camera inside the person.
         first, camera = grab(page)
@@ -144,6 +152,7 @@ def test_studio_end_to_end_over_webrtc(browser: Any, model: ModelBundle, tmp_pat
         page.click(f'#effect-results li[data-id="{SECOND}"]')
         wait_stats(base, session, lambda s: s["effect"] == SECOND)
         wait_frames(page, 8)
+        wait_effect(page, base, session)
         second_colors = person_colors(page, person)
         switched = float(np.linalg.norm(second_colors.mean(0) - first_colors.mean(0)))
         steadiness = max(np.linalg.norm(c - c.mean(0), axis=1).max() for c in (first_colors, second_colors))
@@ -159,6 +168,7 @@ def test_studio_end_to_end_over_webrtc(browser: Any, model: ModelBundle, tmp_pat
         wait_stats(base, session, lambda s: s["keyframe"])
         page.wait_for_selector("#editor", state="hidden")
         wait_frames(page, 8)
+        wait_effect(page, base, session)
         keyed_colors = person_colors(page, person)
 
         def greenness(colors: np.ndarray) -> float:

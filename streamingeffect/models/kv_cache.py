@@ -45,6 +45,9 @@ class KVCache:
     sink: list[LayerKV] | None = None
     chunks: deque[CachedChunk] = field(default_factory=deque)
     evicted_chunks: int = 0
+    # Per layer, the concatenated prefix while the cache is unchanged: a chunk's few denoising passes
+    # attend to the same prefix, so it is joined once (inference only: training keeps the graph plain).
+    _prefixes: dict[int, LayerKV] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.window_chunks is not None and self.window_chunks < 0:
@@ -64,6 +67,7 @@ class KVCache:
         if self.sink is not None and len(layers) != len(self.sink):
             raise ValueError(f"sink has {len(layers)} layers, the cache {len(self.sink)}")
         self.sink = layers
+        self._prefixes.clear()
 
     def append(self, frames: int, layers: list[LayerKV]) -> None:
         """Add a denoised chunk's clean tokens; evict the oldest chunks beyond the window."""
@@ -73,23 +77,32 @@ class KVCache:
         while self.window_chunks is not None and len(self.chunks) > self.window_chunks:
             self.chunks.popleft()
             self.evicted_chunks += 1
+        self._prefixes.clear()
 
     def clear_window(self) -> None:
         """Drop the cached chunks, keep the sink (a prompt or keyframe switch re-caches from scratch)."""
         self.evicted_chunks += len(self.chunks)
         self.chunks.clear()
+        self._prefixes.clear()
 
     def reset(self) -> None:
         """Forget everything (a new stream)."""
         self.sink = None
         self.chunks.clear()
         self.evicted_chunks = 0
+        self._prefixes.clear()
 
     def prefix(self, layer: int) -> LayerKV:
         """Keys and values a new chunk attends to in ``layer``: sink first, then the window, oldest first."""
         if self.sink is None:
             raise RuntimeError("the cache has no sink: run the reference (prefill) first")
-        return LayerKV.concat([self.sink[layer], *(chunk.layers[layer] for chunk in self.chunks)])
+        if torch.is_grad_enabled():
+            return LayerKV.concat([self.sink[layer], *(chunk.layers[layer] for chunk in self.chunks)])
+        joined = self._prefixes.get(layer)
+        if joined is None:
+            joined = LayerKV.concat([self.sink[layer], *(chunk.layers[layer] for chunk in self.chunks)])
+            self._prefixes[layer] = joined
+        return joined
 
     def tokens(self) -> int:
         """Cached tokens per layer (sink + window): bounded by the window for unbounded streams."""

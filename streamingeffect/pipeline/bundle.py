@@ -117,6 +117,15 @@ class ModelBundle:
         """Frames per model call: a teacher's whole window, a student's chunk."""
         return self.net.config.chunk_frames if self.is_student else self.task.frames
 
+    @property
+    def matmul_shape(self) -> tuple[int, int, int]:
+        """(tokens, width, MLP width) of the largest matmul of one model call: what the start-up
+        precision benchmark measures (`precision.measured_choice`)."""
+        config = self.net.config
+        side = self.latent_side
+        tokens = self.window_frames * config.streams_per_frame() * config.tokens_per_frame(side, side)
+        return tokens, config.width, int(config.mlp_ratio * config.width)
+
     def default_sampling(self) -> Sampling:
         """The shipped sampling (`config.STUDENT_SAMPLING` / `TEACHER_SAMPLING`); a student distilled
         for other times than the shipped ones runs its own steps from noise."""
@@ -155,22 +164,26 @@ class ModelBundle:
         cache: KVCache | None = None,
         reuse: TokenReuse | None = None,
         guidance: Guidance = NO_GUIDANCE,
+        fold_write: bool = False,
     ) -> torch.Tensor:
         """noise [B, F, C, h, w] -> the clean sample x0 in diffusion space [B, F, C, h, w].
 
         A student needs ``cache`` (it runs chunk by chunk and appends each chunk); a teacher attends
         over the whole window. With ``sampling.start`` < 1 the start is the source (residual 0)
-        noised to that time.
+        noised to that time. ``fold_write``: a student's last denoising pass writes its cache (no
+        separate pass at t = 0; `rollout`).
         """
         base = base_latent(cond.source, cond.prior)
         source = to_diffusion_space(base, base, self.residual)  # the source (with its prior) as x0
-        with autocast(noise.device):
+        with autocast(noise.device, shape=self.matmul_shape):
             if self.is_student:
                 if cache is None:
                     raise ValueError("a causal student denoises with a KV cache (rollout.new_cache)")
                 times = self.times(sampling)
                 start = noise if times[0] >= 1.0 else (1 - times[0]) * source + times[0] * noise
-                return rollout(self.net, cond, start, times, cache, reuse=reuse).float()
+                return rollout(
+                    self.net, cond, start, times, cache, reuse=reuse, fold_write=fold_write
+                ).float()
             times = sampling.teacher_times(self.task.shift)
             start = noise if times[0] >= 1.0 else (1 - times[0]) * source + times[0] * noise
             return euler_sample(self.net, cond, start, torch.tensor(times), guidance).float()

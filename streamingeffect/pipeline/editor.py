@@ -129,6 +129,8 @@ class PreparedFrame:
     prior: np.ndarray | None = None  # [H, W, 3] float32 the keyframe's change carried here (0-255 units)
     prior_latent: torch.Tensor | None = None  # [C, h, w] latent(source + prior) - latent(source)
     confidence: torch.Tensor | None = None  # [1, h, w] the flow's confidence at latent resolution
+    # The keyframes the prior was carried from: (source frame, change, weight) each, weights summing to 1.
+    prior_keys: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
 
 
 class FrameEditor:
@@ -213,12 +215,14 @@ class FrameEditor:
             return  # a keyframe of another size (the stream restarts): no prior
         anchor = frame.parse.person if self.request.follows_person else None
         carried, confidence = self.flow(frame.image, key_source, key_change, anchor)
+        frame.prior_keys = ((key_source, key_change, 1.0),)
         if self._fading is not None and self._fading[0].shape == frame.image.shape:
             step, length = self._fade
             weight = (step + 1) / (length + 1)  # the new keyframe's share, rising to 1
             old, old_confidence = self.flow(frame.image, *self._fading, anchor)
             carried = weight * carried + (1 - weight) * old
             confidence = weight * confidence + (1 - weight) * old_confidence
+            frame.prior_keys = ((key_source, key_change, weight), (*self._fading, 1 - weight))
             self._fade = (step + 1, length)
             if step + 1 >= length:
                 self._fading = None

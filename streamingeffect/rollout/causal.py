@@ -72,11 +72,15 @@ def denoise_chunk(
     times: torch.Tensor,
     exit_step: int | None = None,
     reuse: TokenReuse | None = None,
+    write: bool = False,
 ) -> torch.Tensor:
     """start [B, Fc, C, h, w] at times[0] -> x0 [B, Fc, C, h, w].
 
     times: [S] shared, or [S, B] per batch item. ``exit_step`` stops early and returns that step's x0
     estimate; only that step's forward keeps gradients (Self-Forcing's gradient truncation).
+    ``write``: the last pass also appends the chunk's keys/values to the cache (those of its input at
+    the last time, not of the clean chunk at t = 0): one forward fewer per chunk (`rollout`'s
+    ``fold_write``).
     """
     grad = torch.is_grad_enabled()
     last = len(times) - 1 if exit_step is None else exit_step
@@ -84,7 +88,15 @@ def denoise_chunk(
     for step in range(last + 1):
         t = _frame_times(times[step], batch, frames)
         with torch.set_grad_enabled(grad and step == last):
-            velocity = net(x, t, cond, cache=cache, reuse=reuse, reuse_key=f"step{step}").float()
+            velocity = net(
+                x,
+                t,
+                cond,
+                cache=cache,
+                update_cache=write and step == last,
+                reuse=reuse,
+                reuse_key=f"step{step}",
+            ).float()
         if step == last:
             return flow.x0_from_velocity(x, velocity, t)
         t_next = _frame_times(times[step + 1], batch, frames)
@@ -115,14 +127,18 @@ def rollout(
     context: torch.Tensor | None = None,
     write_grad: bool = False,
     reuse: TokenReuse | None = None,
+    fold_write: bool = False,
 ) -> torch.Tensor:
     """Generate every frame of ``start`` [B, F, C, h, w] chunk by chunk -> x0 [B, F, C, h, w].
 
     The reference enters the cache first unless it already holds a sink. ``context`` [B, F, C, h, w]:
     clean latents written to the cache instead of the generated ones (teacher forcing); ``write_grad``
     keeps gradients through those writes (else they run without, as Self-Forcing does). ``reuse``:
-    the mask cache (inference), whose ``active`` positions the caller sets per chunk.
+    the mask cache (inference), whose ``active`` positions the caller sets per chunk. ``fold_write``
+    (inference): no separate pass at t = 0; the last denoising pass writes the cache.
     """
+    if fold_write and (context is not None or exit_steps is not None):
+        raise ValueError("fold_write is for inference: the written keys are the last pass's own")
     chunk = chunk_frames or net.config.chunk_frames
     frames = start.shape[1]
     if exit_steps is not None and len(exit_steps) != -(-frames // chunk):
@@ -133,9 +149,13 @@ def rollout(
     for index, first in enumerate(range(0, frames, chunk)):
         part = chunk_condition(cond, first, first + chunk)
         exit_step = None if exit_steps is None else exit_steps[index]
-        x0 = denoise_chunk(net, cache, part, start[:, first : first + chunk], times, exit_step, reuse)
+        x0 = denoise_chunk(
+            net, cache, part, start[:, first : first + chunk], times, exit_step, reuse, write=fold_write
+        )
+        outputs.append(x0)
+        if fold_write:
+            continue
         clean = x0 if context is None else context[:, first : first + chunk]
         with torch.set_grad_enabled(torch.is_grad_enabled() and write_grad):
             write_chunk(net, cache, part, clean if write_grad else clean.detach(), reuse)
-        outputs.append(x0)
     return torch.cat(outputs, dim=1)

@@ -66,6 +66,7 @@ class StreamOptions:
     cache_dilation: int = 1  # tokens around the edit region that are always recomputed
     window_chunks: int | None = None  # the KV cache's window (default: the student's; 0: no context)
     recompute_window: bool = False  # no KV cache: every chunk regenerates its window (a baseline)
+    fold_cache_write: bool = False  # the last denoising pass writes the KV cache (one pass fewer)
     # Every effect can be a keyframe (VIVID's KIVE): a catalog effect's keyframe is drawn by the
     # procedural renderer on a live frame and refreshed on a fresh one every ``keyframe_every`` frames.
     catalog_keyframes: bool = True
@@ -452,7 +453,9 @@ class EffectStream:
             self.bundle.net.prefill(cond, self._cache)
             self._sink_stale = False
             self._stats.sink_updates += 1
-        return cond, self.bundle.denoise(cond, noise, self.sampling, self._cache, reuse)
+        return cond, self.bundle.denoise(
+            cond, noise, self.sampling, self._cache, reuse, fold_write=self.options.fold_cache_write
+        )
 
     def _recompute(self, frames: list[PreparedFrame], noise: torch.Tensor) -> torch.Tensor:
         """A student without a KV cache: a fresh cache, the window's earlier chunks generated again from
@@ -467,6 +470,21 @@ class EffectStream:
 
     def _run_chunk(self, real: int | None = None) -> list[np.ndarray]:
         """Generate the pending chunk; returns the outputs of its first ``real`` frames (all by default)."""
+        frames, lows = self._model_chunk()
+        with _Timer(self._stats, "composite"):
+            outputs = [self._editor.apply(frame, low) for frame, low in zip(frames, lows, strict=True)]
+        done = time.perf_counter()
+        outputs = outputs[:real]
+        for frame in frames[: len(outputs)]:
+            self._stats.latencies_ms.append(1000 * (done - frame.pushed_at))
+        if self._stats.first_frame_ms is None and self._stats.started is not None:
+            self._stats.first_frame_ms = 1000 * (done - self._stats.started)
+        self._stats.frames_out += len(outputs)
+        return outputs
+
+    def _model_chunk(self) -> tuple[list[PreparedFrame], np.ndarray]:
+        """The pending chunk through the model: its frames and their changes at the model's resolution
+        [Fc, R, R, 3] (in units of full scale), before the gate and full resolution."""
         frames, self._pending = self._pending, []
         with torch.no_grad(), _Timer(self._stats, "transformer"):
             source = torch.stack([f.latent for f in frames])[None]  # [1, Fc, C, h, w]
@@ -488,13 +506,4 @@ class EffectStream:
         with torch.no_grad(), _Timer(self._stats, "decode"):
             change = self.bundle.decode_edit(x0, base_latent(cond.source, cond.prior))
             lows = (change / 2).permute(0, 2, 3, 1).numpy()
-        with _Timer(self._stats, "composite"):
-            outputs = [self._editor.apply(frame, low) for frame, low in zip(frames, lows, strict=True)]
-        done = time.perf_counter()
-        outputs = outputs[:real]
-        for frame in frames[: len(outputs)]:
-            self._stats.latencies_ms.append(1000 * (done - frame.pushed_at))
-        if self._stats.first_frame_ms is None and self._stats.started is not None:
-            self._stats.first_frame_ms = 1000 * (done - self._stats.started)
-        self._stats.frames_out += len(outputs)
-        return outputs
+        return frames, lows

@@ -37,10 +37,10 @@ from streamingeffect.effects import UnknownEffectError, catalog, search_categori
 from streamingeffect.effects.base import Category
 from streamingeffect.io.images import decode_image, encode_image
 from streamingeffect.pipeline import ModelBundle
-from streamingeffect.runtime.stream import EffectStream, StreamError, StreamOptions
+from streamingeffect.runtime.stream import StreamError
 from streamingeffect.studio.guard import LOOPBACK_NAMES, GuardPolicy, StudioGuard
 from streamingeffect.studio.obs import add_obs_routes
-from streamingeffect.studio.session import SessionManager, StudioConfig, StudioError
+from streamingeffect.studio.session import SessionManager, StudioConfig, StudioError, open_stream
 from streamingeffect.studio.transport import (
     LatestQueue,
     answer_offer,
@@ -201,9 +201,12 @@ def warm_up(model: ModelBundle, config: StudioConfig, done: threading.Event) -> 
     """Load what a first frame needs (the text encoder, MediaPipe, torch's kernels) while the page
     opens, so the first session does not wait seconds for it."""
     try:
-        with EffectStream(model, StreamOptions(steps=config.steps)) as stream:
+        stream = open_stream(model, config)
+        try:
             stream.set_effect(config.default_effect)
             stream.warmup((360, 640))
+        finally:
+            stream.close()
     except Exception:  # a failed warm-up only costs the first session that time
         log.exception("warm-up failed")
     finally:

@@ -1,4 +1,6 @@
-"""Studio sessions: one browser tab = one `EffectStream` on its own worker thread.
+"""Studio sessions: one browser tab = one live stream on its own worker thread (`DecoupledStream` by
+default: every camera frame answered at the camera's rate, the model refreshing the edit on its own
+thread; `EffectStream` with ``rate="every-frame"``).
 
 Frames arrive from the transport (WebRTC or WebSocket) at the camera's pace and wait in a slot of
 size one: when the model is busy and a newer frame comes, the waiting one is dropped and counted
@@ -28,7 +30,9 @@ import numpy as np
 from streamingeffect.io import VideoError
 from streamingeffect.io.images import to_rgb
 from streamingeffect.pipeline import ModelBundle
+from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
 from streamingeffect.runtime.endpoints import Mp4Sink
+from streamingeffect.runtime.render_stream import LiveStream
 from streamingeffect.runtime.stream import EffectStream, StreamOptions
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,7 @@ class StudioConfig:
     token: str | None = None  # the access token a non-loopback --host requires
     recordings_dir: Path | None = None  # default: a temporary folder removed at shutdown
     record_fps: float = 15.0
+    rate: str = "decoupled"  # or "every-frame": the model on every frame it takes (`run --rate`)
 
 
 class Recorder:
@@ -113,6 +118,14 @@ def normalize_frame(frame: Any, size: tuple[int, int] | None, max_pixels: int | 
     return image
 
 
+def open_stream(model: ModelBundle, config: StudioConfig) -> LiveStream:
+    """A session's stream at the configured rate."""
+    options = StreamOptions(steps=config.steps)
+    if config.rate == "decoupled":
+        return DecoupledStream(model, DecoupledOptions(stream=options))
+    return EffectStream(model, options)
+
+
 @dataclass
 class _Inbox:
     """A slot of size one: the newest frame wins."""
@@ -141,7 +154,7 @@ class StudioSession:
 
     def __init__(self, session_id: str, model: ModelBundle, config: StudioConfig, folder: Path):
         self.id, self.config, self.folder = session_id, config, folder
-        self.stream = EffectStream(model, StreamOptions(steps=config.steps))
+        self.stream = open_stream(model, config)
         self.transport: str | None = None  # "webrtc" or "websocket" while one is connected
         self.detached_at: float | None = None  # when the last transport closed
         self.error: str | None = None  # the last processing error, shown on the page

@@ -1,0 +1,380 @@
+"""Between two model refreshes the edit follows the picture by flow, as Deep Feature Flow carries a
+heavy network's features from its keyframes to the frames between (Zhu et al. 2017: 3.7x faster for
+about one point of accuracy).
+
+    carrier = EditCarrier()
+    view = carrier.view(frame)                          # once per frame: gray, and small gray for flow
+    flow = carrier.flow(view, edit_view, person)        # [h, w, 2] this frame -> the edit's frame
+    moved = warp_edit(edit, flow, view)                 # change and gate at the model's resolution
+    out = composite(frame, moved, scope, guided)        # full resolution, only where gate and scope are open
+
+Everything before `composite` runs at the model's resolution or at the flow's (a fraction of a
+millisecond). `composite` does what `edit.apply_edit` does — guided upsampling of the change and the
+gate, ``output = frame + prior + gate * change`` — but only inside the box where the gate can be
+open; elsewhere the output is the frame, bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from streamingeffect.pipeline.edit import GATE_FLOOR, GuidedFilter, LowResEdit, Window
+from streamingeffect.pipeline.flow_prior import (
+    SCENE_CUT,
+    FlowSettings,
+    forward_backward_confidence,
+    near_person,
+)
+from streamingeffect.pipeline.fused import apply_guided_edit, carry_change
+
+Box = tuple[slice, slice]  # (rows, cols) of the frame
+DEFAULT_GUIDED = GuidedFilter()
+# Low-resolution pixels past the gate's last open pixel that the full-resolution gate can still reach:
+# the guided filter's two box filters (radius 1 each) and the bilinear upsampling.
+GATE_REACH = 3
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """What the per-frame path computes once per frame and shares: gray at full and at flow size."""
+
+    gray: np.ndarray  # [H, W] uint8
+    small: np.ndarray  # [h, w] uint8, the long side at the flow's size
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.gray.shape[:2]  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class CarrySettings:
+    side: int = 320  # flow runs with the frame's long side at this many pixels (DIS at 320x180: ~1 ms)
+    preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
+    spread: float = 0.08  # person-anchored effects: how far the person's flow reaches outward (FlowPrior)
+
+
+class EditCarrier:
+    """Low-resolution flow from the current frame to the frame an edit was made on."""
+
+    def __init__(self, settings: CarrySettings = CarrySettings()):
+        self.settings = settings
+        self._dis = cv2.DISOpticalFlow_create(settings.preset)
+
+    def view(self, frame: np.ndarray) -> FrameView:
+        """frame [H, W, 3] uint8 RGB -> its gray and its small gray for flow."""
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        height, width = gray.shape
+        scale = min(1.0, self.settings.side / max(height, width))
+        size = (max(8, round(width * scale)), max(8, round(height * scale)))
+        return FrameView(gray, cv2.resize(gray, size, interpolation=cv2.INTER_AREA))
+
+    def flow(self, current: FrameView, earlier: FrameView, person: np.ndarray | None = None) -> np.ndarray:
+        """[h, w, 2] float32 at flow resolution: where each pixel of ``current`` was in ``earlier``.
+        ``person`` (a mask of the current frame, any resolution): outside the person the person's own
+        flow spread outward, for effects anchored to them (`FlowPrior.follow_person`)."""
+        flow = self._dis.calc(current.small, earlier.small, None)
+        return flow if person is None else spread_person_flow(flow, person, self.settings.spread)
+
+
+def spread_person_flow(
+    flow: np.ndarray, person: np.ndarray, spread: float, confidence: np.ndarray | None = None, coarse: int = 4
+) -> Any:
+    """`FlowPrior.follow_person` (the person's own flow inside them, spread outward around them and
+    trusted there), with the wide blur done at 1/``coarse`` of the flow's resolution: ~1 ms instead of
+    ~15 at 320x180. flow [h, w, 2], person [any size] -> flow [h, w, 2] (and the confidence [h, w],
+    when one is given)."""
+    height, width = flow.shape[:2]
+    weight = (
+        cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    ).astype(np.float32)
+    if not weight.any():
+        return flow if confidence is None else (flow, confidence)
+    small = (max(1, width // coarse), max(1, height // coarse))
+    sigma = spread * max(height, width) / coarse
+    mass = cv2.GaussianBlur(cv2.resize(weight, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+    moving = cv2.GaussianBlur(
+        cv2.resize(flow * weight[..., None], small, interpolation=cv2.INTER_AREA), (0, 0), sigma
+    )
+    mean = (flow * weight[..., None]).sum(axis=(0, 1)) / weight.sum()
+    spread_flow = np.where(mass[..., None] > 1e-3, moving / np.maximum(mass, 1e-6)[..., None], mean)
+    spread_flow = cv2.resize(spread_flow.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    inside = cv2.GaussianBlur(weight, (0, 0), 1.0)[..., None]  # a soft seam at the person's edge
+    moved = (inside * flow + (1 - inside) * spread_flow).astype(np.float32)
+    if confidence is None:
+        return moved
+    return moved, (inside[..., 0] * confidence + (1 - inside[..., 0])).astype(np.float32)
+
+
+def _window_grid(window: Window, size: int, frame_size: tuple[int, int], flow_size: tuple[int, int]) -> tuple:
+    """The model grid's pixel centres over ``window`` in flow pixels (x [size], y [size]), and the
+    scale from flow pixels to model pixels (sx, sy)."""
+    height, width = frame_size
+    flow_h, flow_w = flow_size
+    centres = window.x0 + (np.arange(size, dtype=np.float32) + 0.5) * window.side / size - 0.5
+    rows = window.y0 + (np.arange(size, dtype=np.float32) + 0.5) * window.side / size - 0.5
+    fx = (centres + 0.5) * flow_w / width - 0.5
+    fy = (rows + 0.5) * flow_h / height - 0.5
+    return fx, fy, (width / flow_w) * size / window.side, (height / flow_h) * size / window.side
+
+
+def warp_edit(
+    edit: LowResEdit, flow: np.ndarray, view: FrameView, guide: np.ndarray | None = None
+) -> LowResEdit:
+    """The edit made on an earlier frame, moved onto the current one along ``flow`` (current -> earlier,
+    at flow resolution): change and gate sampled where each model pixel was, 0 where that falls off the
+    model's window; the guide becomes the current frame's (``guide``, else cut from ``view``)."""
+    size = edit.gate.shape[0]
+    fx, fy, sx, sy = _window_grid(edit.window, size, view.size, flow.shape[:2])
+    map_x, map_y = np.meshgrid(fx, fy)
+    # The flow at every model pixel, in flow pixels, then in model pixels.
+    moved = cv2.remap(flow, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    grid_x, grid_y = np.meshgrid(np.arange(size, dtype=np.float32), np.arange(size, dtype=np.float32))
+    sample_x = grid_x + moved[..., 0] * sx
+    sample_y = grid_y + moved[..., 1] * sy
+    values = np.concatenate([edit.change, edit.gate[..., None]], axis=-1)  # [r, r, 4]
+    warped = cv2.remap(
+        values, sample_x, sample_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    if guide is None:
+        guide = edit.window.cut(view.gray, size).astype(np.float32) / 255.0
+    return LowResEdit(edit.window, warped[..., :3], np.ascontiguousarray(warped[..., 3]), guide)
+
+
+def gate_box(edit: LowResEdit, frame_size: tuple[int, int]) -> Box | None:
+    """The part of the frame where the full-resolution gate can be open (None: nowhere)."""
+    open_rows = np.flatnonzero(edit.gate.any(axis=1))
+    if not len(open_rows):
+        return None
+    open_cols = np.flatnonzero(edit.gate.any(axis=0))
+    size, window = edit.gate.shape[0], edit.window
+    scale = window.side / size
+    rows, cols = window.visible(*frame_size)
+
+    def span(first: int, last: int, origin: int, limit: slice) -> slice:
+        start = origin + int(np.floor((first - GATE_REACH) * scale))
+        stop = origin + int(np.ceil((last + 1 + GATE_REACH) * scale))
+        return slice(max(start, limit.start), max(min(stop, limit.stop), max(start, limit.start)))
+
+    box = (
+        span(open_rows[0], open_rows[-1], window.y0, rows),
+        span(open_cols[0], open_cols[-1], window.x0, cols),
+    )
+    if box[0].stop <= box[0].start or box[1].stop <= box[1].start:
+        return None
+    return box
+
+
+def onto_box(low: np.ndarray, window: Window, box: Box) -> np.ndarray:
+    """A map over the window [r, r, C<=4] -> bilinear values on the frame's ``box`` [h, w, C] (the
+    pixel-centre convention of cv2.resize and `Window.onto_frame`). A box covering most of the window
+    is cut from a resize of the whole window (cv2.resize is ~4x faster per pixel than warpAffine)."""
+    rows, cols = box
+    size, side = low.shape[0], window.side
+    if side * side <= 2 * (rows.stop - rows.start) * (cols.stop - cols.start):
+        full = cv2.resize(low, (side, side), interpolation=cv2.INTER_LINEAR)
+        top, left = rows.start - window.y0, cols.start - window.x0
+        out = full[top : top + rows.stop - rows.start, left : left + cols.stop - cols.start]
+        return out.reshape(out.shape[0], out.shape[1], -1)
+    scale = size / side
+    matrix = np.array(
+        [
+            [scale, 0.0, (cols.start - window.x0 + 0.5) * scale - 0.5],
+            [0.0, scale, (rows.start - window.y0 + 0.5) * scale - 0.5],
+        ],
+        np.float32,
+    )
+    out = cv2.warpAffine(
+        low,
+        matrix,
+        (cols.stop - cols.start, rows.stop - rows.start),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    return out.reshape(out.shape[0], out.shape[1], -1)
+
+
+def mask_box(mask: np.ndarray, frame_size: tuple[int, int]) -> Box | None:
+    """The part of the frame where a mask at any resolution [h, w], resized bilinearly to the frame,
+    is above 0 (None: nowhere)."""
+    open_rows = np.flatnonzero(mask.any(axis=1))
+    if not len(open_rows):
+        return None
+    open_cols = np.flatnonzero(mask.any(axis=0))
+    height, width = frame_size
+    sy, sx = height / mask.shape[0], width / mask.shape[1]
+    # One mask pixel of margin each side: bilinear interpolation reaches that far.
+    return (
+        slice(max(0, int((open_rows[0] - 1) * sy)), min(height, int(np.ceil((open_rows[-1] + 2) * sy)))),
+        slice(max(0, int((open_cols[0] - 1) * sx)), min(width, int(np.ceil((open_cols[-1] + 2) * sx)))),
+    )
+
+
+def intersect(first: Box, second: Box) -> Box | None:
+    rows = slice(max(first[0].start, second[0].start), min(first[0].stop, second[0].stop))
+    cols = slice(max(first[1].start, second[1].start), min(first[1].stop, second[1].stop))
+    return (rows, cols) if rows.stop > rows.start and cols.stop > cols.start else None
+
+
+def composite(
+    frame: np.ndarray,
+    edit: LowResEdit | None,
+    scope: np.ndarray,
+    guided: GuidedFilter | None = DEFAULT_GUIDED,
+    prior: CarriedPrior | None = None,
+) -> np.ndarray:
+    """`edit.apply_edit`, in fused passes over only the boxes where something is added
+    (`fused.add_carried_change`, `fused.apply_guided_edit`): frame [H, W, 3] uint8 + the keyframes'
+    carried change (``prior``) + its low-resolution edit -> the edited frame [H, W, 3] uint8 (a new
+    array; exactly the frame where the scope and the prior are 0).
+
+    ``scope`` [h, w] float in [0, 1] at any resolution: where the effect may act (sampled bilinearly at
+    the frame's pixels). ``guided`` None: plain bilinear upsampling (for comparison)."""
+    height, width = frame.shape[:2]
+    out = frame.copy()
+    if prior is not None and prior.box is not None:
+        _add_prior(out, frame, prior)
+    if edit is None:
+        return out
+    gate_part, scope_part = gate_box(edit, (height, width)), mask_box(scope, (height, width))
+    box = None if gate_part is None or scope_part is None else intersect(gate_part, scope_part)
+    if box is None:
+        return out
+    values = np.concatenate([edit.change, edit.gate[..., None]], axis=-1)  # [r, r, 4]: change, gate
+    if guided is None:  # value = 0 * guide + value
+        a, b = np.zeros_like(values), values
+    else:
+        # Fast guided filter: values ~ a * guide + b, fitted at low resolution, applied at full.
+        coefficients = guided.coefficients(edit.guide, values)  # [r, r, 8]: a (4), b (4)
+        a, b = coefficients[..., :4], coefficients[..., 4:]
+    apply_guided_edit(out, a, b, edit.window, box, scope, GATE_FLOOR)
+    return out
+
+
+def _add_prior(out: np.ndarray, frame: np.ndarray, prior: CarriedPrior) -> None:
+    """out[box] = round(frame + the carried change), the change carried at its own resolution and
+    brought to the frame's bilinearly."""
+    assert prior.box is not None
+    carried = carry_change(prior.keys, prior.box)
+    if carried is None:
+        return
+    rows, cols = prior.box
+    if prior.scale != 1.0:
+        rows = slice(round(rows.start / prior.scale), round(rows.stop / prior.scale))
+        cols = slice(round(cols.start / prior.scale), round(cols.stop / prior.scale))
+        rows, cols = (
+            slice(rows.start, min(rows.stop, frame.shape[0])),
+            slice(cols.start, min(cols.stop, frame.shape[1])),
+        )
+        carried = cv2.resize(
+            carried, (cols.stop - cols.start, rows.stop - rows.start), interpolation=cv2.INTER_LINEAR
+        )
+    out[rows, cols] = cv2.add(frame[rows, cols], carried, dtype=cv2.CV_8U)  # rounded and saturated
+
+
+@dataclass(frozen=True)
+class CarriedPrior:
+    """The keyframes' changes and the flows that carry them to one frame (`PriorCarrier.carry`)."""
+
+    # (change, flow, keep, weight): keep [fh, fw] is where the carried change stays (1, or near the
+    # person for an anchored effect); it scales the change, unlike the confidence (`FlowPrior`).
+    keys: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]
+    box: Box | None  # where the carried change can be non-zero, at the carrying resolution
+    scale: float = 1.0  # the carrying resolution, as a share of the frame's
+    confidence: np.ndarray | None = None  # [fh, fw] the keys' forward-backward confidence, weighted
+
+
+class PriorCarrier:
+    """`FlowPrior`'s prior for the per-frame path: each keyframe's change carried to the current frame
+    along low-resolution flow (outside the person, the person's flow spread outward, for anchored
+    effects, and kept only near the person), with a forward-backward confidence for the model; a key
+    whose frame is another scene (`SCENE_CUT`) carries nothing. The full-resolution sampling happens
+    fused in `composite`, only inside the box the keyframe's change can reach."""
+
+    def __init__(
+        self, carrier: EditCarrier, settings: FlowSettings | None = None, max_pixels: float | None = None
+    ):
+        """``max_pixels``: carry at a resolution of at most this many pixels (None: the frame's)."""
+        self.carrier, self.settings, self.max_pixels = carrier, settings or FlowSettings(), max_pixels
+        self._views: dict[int, tuple[np.ndarray, FrameView]] = {}  # keyframe source id -> its view
+        # keyframe change id -> (it, at the carrying resolution, its support there)
+        self._changes: dict[int, tuple[np.ndarray, np.ndarray, Box | None, float]] = {}
+
+    def carry(
+        self,
+        view: FrameView,
+        priors: tuple[tuple[np.ndarray, np.ndarray, float], ...],
+        person: np.ndarray | None = None,
+    ) -> CarriedPrior | None:
+        """priors: (keyframe source [H, W, 3], change [H, W, 3] float, weight) each; ``person``: the
+        frame's person mask when the effect is anchored to the person."""
+        keys, box, total = [], None, None
+        height, width = view.size
+        scale = 1.0 if self.max_pixels is None else min(1.0, (self.max_pixels / (height * width)) ** 0.5)
+        for source, change, weight in priors:
+            if source.shape[:2] != view.size:
+                return None
+            earlier = self._view(source)
+            forward = self.carrier.flow(view, earlier)
+            backward = self.carrier.flow(earlier, view)
+            confidence = forward_backward_confidence(forward, backward, self.settings)
+            if confidence.mean() < SCENE_CUT:  # another scene: this key carries nothing here
+                continue
+            keep = np.ones(forward.shape[:2], np.float32)
+            if person is not None:
+                forward, confidence = spread_person_flow(forward, person, self.settings.spread, confidence)
+                keep = near_person(person, forward.shape[:2])
+            total = weight * confidence if total is None else total + weight * confidence
+            carried, support = self._carried(change, scale)
+            keys.append((carried, forward, keep, weight))
+            if support is None:
+                continue
+            # The change reaches as far as the flow moves it (in its pixels), and a pixel for bilinear.
+            size = carried.shape[:2]
+            flow_scale = max(size[0] / forward.shape[0], size[1] / forward.shape[1])
+            grown = grow(support, float(np.abs(forward).max()) * flow_scale + 2, size)
+            box = grown if box is None else union(box, grown)
+        return CarriedPrior(keys, box, scale, total)
+
+    def _view(self, source: np.ndarray) -> FrameView:
+        cached = self._views.get(id(source))
+        if cached is None or cached[0] is not source:
+            if len(self._views) > 4:
+                self._views.clear()
+            cached = (source, self.carrier.view(source))
+            self._views[id(source)] = cached
+        return cached[1]
+
+    def _carried(self, change: np.ndarray, scale: float) -> tuple[np.ndarray, Box | None]:
+        """A keyframe's change at the carrying resolution (float32), and where it is not 0 there."""
+        cached = self._changes.get(id(change))
+        if cached is None or cached[0] is not change or cached[3] != scale:
+            if len(self._changes) > 4:
+                self._changes.clear()
+            small = np.ascontiguousarray(change, dtype=np.float32)
+            if scale != 1.0:
+                height, width = change.shape[:2]
+                size = (max(2, round(width * scale)), max(2, round(height * scale)))
+                small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
+            cached = (change, small, mask_box(np.abs(small).max(axis=-1), small.shape[:2]), scale)
+            self._changes[id(change)] = cached
+        return cached[1], cached[2]
+
+
+def grow(box: Box, margin: float, frame_size: tuple[int, int]) -> Box:
+    rows, cols = box
+    height, width = frame_size
+    return (
+        slice(max(0, int(rows.start - margin)), min(height, int(np.ceil(rows.stop + margin)))),
+        slice(max(0, int(cols.start - margin)), min(width, int(np.ceil(cols.stop + margin)))),
+    )
+
+
+def union(first: Box, second: Box) -> Box:
+    return (
+        slice(min(first[0].start, second[0].start), max(first[0].stop, second[0].stop)),
+        slice(min(first[1].start, second[1].start), max(first[1].stop, second[1].stop)),
+    )

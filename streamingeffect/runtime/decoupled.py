@@ -1,0 +1,773 @@
+"""DecoupledStream: the effect at the camera's rate, the model at its own (Design v2, principle 4).
+
+    stream = DecoupledStream.from_pretrained("default")
+    stream.set_effect("neon_outline_cyan")         # the same interface as EffectStream
+    stream.warmup((720, 1280))
+    for frame in camera:
+        (out,) = stream.push(frame)                  # answered at once, every frame
+    stream.close()
+
+Two paths run side by side, as Deep Feature Flow runs its heavy network on keyframes only and
+carries the result by flow to the frames between:
+
+- **Per frame, at the input's rate** (the caller's thread): person segmentation at a small size,
+  low-resolution flow from this frame to the frame the newest model edit was made on, that edit's
+  change and gate warped along the flow at the model's resolution (`pipeline.carry`), the keyframe
+  prior carried to this frame when the model takes one, guided upsampling and compositing inside the
+  box where the gate is open. It never waits for the model: each push returns its frame.
+- **The model worker, at its own rate** (a thread): takes the newest frame, runs the causal student
+  exactly as `EffectStream` does (parse with landmarks where the effect needs them, the catalog
+  keyframe, encode, the rollout with its KV cache, delta decode, gate) and publishes the result; the
+  per-frame path picks it up at its next frame. Until the first edit arrives frames pass through.
+
+Threads are split on purpose (`ThreadPlan`): the model worker's torch runs on one thread (two torch
+threads on a loaded 2-core machine made a 40 ms step take seconds: OpenMP spin-waits fighting the
+per-frame path), OpenCV on one, and the interpreter hands the GIL over every half millisecond so the
+per-frame thread is not held up by the worker's Python.
+
+For evaluation and tests the worker can instead run synchronously on every k-th frame with a lag of
+k frames (``refresh_every``): the same schedule as a worker that needs k frame times per refresh,
+deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from streamingeffect.data.dataset import to_signed
+from streamingeffect.effects import make_effect
+from streamingeffect.io.images import to_rgb
+from streamingeffect.parsing.live import LiveParse, LiveParser
+from streamingeffect.parsing.masks import region_masks
+from streamingeffect.parsing.types import FrameParts
+from streamingeffect.pipeline import (
+    EditorOptions,
+    EffectRequest,
+    EffectRequestError,
+    FrameEditor,
+    ModelBundle,
+    PreparedFrame,
+)
+from streamingeffect.pipeline.carry import (
+    CarrySettings,
+    EditCarrier,
+    FrameView,
+    PriorCarrier,
+    composite,
+    warp_edit,
+)
+from streamingeffect.pipeline.edit import LowResEdit, gray
+from streamingeffect.pipeline.flow_prior import warp_by_flow
+from streamingeffect.precision import measured_choice
+from streamingeffect.runtime.stream import EffectStream, StreamError, StreamOptions, _Timer
+
+log = logging.getLogger(__name__)
+
+RATES = ("decoupled", "every-frame")
+KEYFRAME_OVERSAMPLING = 3  # a catalog keyframe for a model without prior: window >= 3x the model's size
+FRAME_STAGES = ("segment", "flow", "warp", "prior", "composite")  # the per-frame path
+MODEL_STAGES = ("parse", "encode", "transformer", "decode")  # one model refresh (EffectStream's)
+# Scope regions the per-frame person mask gives; the others need landmarks, which only the model
+# worker computes: their scope is carried from the model's frame by flow.
+PERSON_REGIONS = ("person", "background", "scene")
+
+
+@dataclass(frozen=True)
+class ThreadPlan:
+    """How the two paths share the cores (process-wide settings, restored when the stream closes)."""
+
+    model_threads: int = 1  # torch intra-op threads (only the model worker runs torch)
+    opencv_threads: int = 1  # OpenCV's pool (the per-frame path): the model has the other core
+    switch_interval_s: float = 0.0001  # GIL hand-over: the worker's Python does not hold up a frame
+    # The worker's OS priority below the per-frame path's (Linux nice, per thread): when the cores are
+    # short, the model refreshes less often rather than frames going unanswered.
+    worker_nice: int = 5
+
+    def apply(self) -> Callable[[], None]:
+        """Apply the plan; returns what restores the settings found once every stream that applied it
+        has called its restore (a studio runs several streams in one process)."""
+        with _PLANS_LOCK:
+            if not _PLANS_ACTIVE:
+                _PLANS_BEFORE[:] = [torch.get_num_threads(), cv2.getNumThreads(), sys.getswitchinterval()]
+            _PLANS_ACTIVE.append(self)
+            torch.set_num_threads(self.model_threads)
+            cv2.setNumThreads(self.opencv_threads)
+            sys.setswitchinterval(self.switch_interval_s)
+        done = threading.Event()
+
+        def restore() -> None:
+            with _PLANS_LOCK:
+                if done.is_set():
+                    return
+                done.set()
+                _PLANS_ACTIVE.remove(self)
+                if not _PLANS_ACTIVE:
+                    threads, opencv, interval = _PLANS_BEFORE
+                    torch.set_num_threads(int(threads))
+                    cv2.setNumThreads(int(opencv))
+                    sys.setswitchinterval(float(interval))
+
+        return restore
+
+
+_PLANS_LOCK = threading.Lock()
+_PLANS_ACTIVE: list[ThreadPlan] = []
+_PLANS_BEFORE: list[float] = []
+
+
+def _worker_stream_options() -> StreamOptions:
+    # The cache write folded into the last denoising pass (one pass fewer per refresh): on the quick
+    # suite's sets at a refresh every 3rd frame it moved PSNR in the edit by +0.16 / -0.06 dB (text /
+    # keyframe) and outside it by -0.50 / +0.54 dB (`streamingeffect bench rates`, docs/BENCHMARKS.md).
+    return StreamOptions(fold_cache_write=True)
+
+
+@dataclass(frozen=True)
+class DecoupledOptions:
+    stream: StreamOptions = field(default_factory=_worker_stream_options)  # how the worker runs the student
+    # None: the worker refreshes on its own thread whenever it is free. k: synchronously on every k-th
+    # frame, shown ``refresh_lag`` frames later (default k), as a worker needing k frame times would.
+    refresh_every: int | None = None
+    refresh_lag: int | None = None
+    parse_side: int = 256  # the per-frame segmentation's input size (long side)
+    carry: CarrySettings = field(default_factory=CarrySettings)
+    threads: ThreadPlan = field(default_factory=ThreadPlan)
+    channels_last: bool = True  # the autoencoder's convolutions in channels-last layout (~30% faster here)
+    # The keyframe prior is carried at a resolution of at most this many pixels (960x540's; None: the
+    # frame's own): at 720p the full-resolution carry took 24 ms of the frame's 33 on this CPU.
+    prior_pixels: float | None = 960 * 540
+
+    def __post_init__(self) -> None:
+        if self.refresh_every is not None and self.refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {self.refresh_every}")
+        if self.refresh_lag is not None and (self.refresh_every is None or self.refresh_lag < 0):
+            raise ValueError("refresh_lag goes with refresh_every, and is >= 0")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A frame on its way to the model worker, with what the per-frame path already computed."""
+
+    index: int
+    image: np.ndarray
+    parse: LiveParse
+    view: FrameView
+    pushed_at: float
+    generation: int
+
+
+@dataclass(frozen=True)
+class ModelEdit:
+    """One model refresh: the edit of one frame at the model's resolution, and what carries it on."""
+
+    edit: LowResEdit
+    view: FrameView  # the frame's gray views (flow to later frames starts here)
+    scope: np.ndarray  # [h, w] the effect's scope on that frame at parse resolution
+    priors: tuple[
+        tuple[np.ndarray, np.ndarray, float], ...
+    ]  # keyframes (source, change, weight) it came from
+    index: int
+    generation: int
+    made_at: float
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by ``nice`` (Linux threads have their own; elsewhere, or
+    without permission, nothing happens)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + nice)
+    except OSError:
+        log.debug("could not lower the model worker's priority")
+
+
+def _drawn_person(size: tuple[int, int], parse_side: int) -> LiveParse:
+    """A parse of a frame of ``size`` with an upright ellipse for a person (warming up the drawing)."""
+    height, width = size
+    scale = min(1.0, parse_side / max(height, width))
+    shape = (round(height * scale), round(width * scale))
+    person = np.zeros(shape, np.float32)
+    centre = (shape[1] // 2, shape[0] * 2 // 3)
+    cv2.ellipse(person, centre, (max(1, shape[1] // 6), max(1, shape[0] // 2)), 0, 0, 360, 1.0, -1)
+    regions = region_masks(person, None, [], None)
+    return LiveParse(FrameParts(index=0, time=0.0, regions=regions), size)
+
+
+class _Inbox:
+    """A slot of size one for the model worker: the newest frame wins."""
+
+    def __init__(self) -> None:
+        self._job: tuple[_Job, ...] | None = None
+        self._ready = threading.Condition()
+        self.replaced = 0
+
+    def put(self, jobs: tuple[_Job, ...] | None) -> None:
+        with self._ready:
+            if self._job is not None:
+                self.replaced += 1
+            self._job = jobs
+            self._ready.notify()
+
+    def take(self, timeout: float) -> tuple[_Job, ...] | None:
+        with self._ready:
+            if self._job is None:
+                self._ready.wait(timeout)
+            jobs, self._job = self._job, None
+            return jobs
+
+    def clear(self) -> None:
+        with self._ready:
+            self._job = None
+
+
+class _CarryingEditor(FrameEditor):
+    """`FrameEditor` whose flow prior is carried as the per-frame path carries it (`PriorCarrier`: the
+    fused pass at up to ``prior_pixels``) instead of `FlowPrior` at full resolution (measured at 720p:
+    12 ms against 46). The model only sees the prior through its window at its own resolution, so
+    ``frame.prior`` stays None: the full-resolution prior is the per-frame path's."""
+
+    def __init__(
+        self, bundle: ModelBundle, options: EditorOptions, carry: CarrySettings, prior_pixels: float | None
+    ):
+        super().__init__(bundle, EffectRequest.keyframe_only(), options)
+        self.carrier = PriorCarrier(EditCarrier(carry), options.flow, prior_pixels)
+
+    def _add_prior(self, frame: PreparedFrame) -> None:
+        key_source, key_change = self._keyframe  # type: ignore[misc]
+        if key_source.shape != frame.image.shape:
+            return  # a keyframe of another size (the stream restarts): no prior
+        frame.prior_keys = ((key_source, key_change, 1.0),)
+        if self._fading is not None and self._fading[0].shape == frame.image.shape:  # as FrameEditor's
+            step, length = self._fade
+            weight = (step + 1) / (length + 1)  # the new keyframe's share, rising to 1
+            frame.prior_keys = ((key_source, key_change, weight), (*self._fading, 1 - weight))
+            self._fade = (step + 1, length)
+            if step + 1 >= length:
+                self._fading = None
+        anchor = frame.parse.person if self.request.follows_person else None
+        view = self.carrier.carrier.view(frame.image)
+        carried = self.carrier.carry(view, frame.prior_keys, anchor)
+        if carried is None or carried.confidence is None:
+            return
+        base = composite(frame.image, None, np.zeros((1, 1), np.float32), prior=carried)
+        confidence = carried.confidence  # [h, w] at flow size
+        height, width = frame.image.shape[:2]
+        confidence = cv2.resize(
+            np.asarray(confidence, np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+        )
+        resolution, side = self.bundle.resolution, self.bundle.latent_side
+        cut = frame.window.cut(base, resolution)
+        frame.prior_latent = self.bundle.encode(to_signed(cut[None]))[0, 0] - frame.latent
+        frame.confidence = torch.from_numpy(frame.window.cut(confidence, side))[None]
+        frame.guide = gray(cut)
+
+
+class _Refresher(EffectStream):
+    """`EffectStream`'s model path, one refresh at a time, returning the edit at the model's resolution
+    instead of a composited frame (so the student runs exactly as in the every-frame stream)."""
+
+    def __init__(
+        self, bundle: ModelBundle, options: StreamOptions, carry: CarrySettings, prior_pixels: float | None
+    ):
+        super().__init__(bundle, options)
+        self.prior_pixels = prior_pixels
+        if bundle.net.config.prior:
+            self._editor.close()
+            self._editor = _CarryingEditor(bundle, options.editor, carry, prior_pixels)
+
+    _empty_keyframe = True  # the last catalog keyframe changed nothing (its anchor was not in view)
+
+    def _refresh_catalog_keyframe(self, image: np.ndarray, parse: LiveParse) -> None:
+        """`EffectStream._refresh_catalog_keyframe`, drawn smaller when only the model's window sees it
+        (no prior): the renderer's sizes follow the frame's, and at 720p it took 58 ms a frame, the
+        longest step before a stream's first edit."""
+        if self._renderer is None or self._request is None or self._request.category is None:
+            return
+        due = self._keyframe is None or self._empty_keyframe
+        if not due and self._since_keyframe < self.options.keyframe_every:
+            self._since_keyframe += 1
+            return
+        size = self._drawing_size(image.shape[:2])
+        if (self._renderer.height, self._renderer.width) != size:
+            self._renderer = make_effect(self._request.category, self.options.seed, size)
+        small = (
+            image if size == image.shape[:2] else cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+        )
+        drawn = self._renderer.render(small, LiveParse(parse.parts, size).parts_at_frame_size())
+        self._empty_keyframe = np.array_equal(drawn, small)
+        edited = drawn
+        if small is not image:  # the drawn change, brought to the frame's size
+            change = cv2.resize(
+                drawn.astype(np.int16) - small, image.shape[1::-1], interpolation=cv2.INTER_LINEAR
+            )
+            edited = np.clip(image + change, 0, 255).astype(np.uint8)
+        self._set_keyframe((image, edited), 0 if due else self.options.crossfade)
+        self._since_keyframe = 1
+
+    def _drawing_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The catalog keyframe's drawing size: with a prior, the size the per-frame path carries it at
+        (``prior_pixels``); without, small enough that the model's window still holds
+        KEYFRAME_OVERSAMPLING x its pixels."""
+        height, width = size
+        if self.bundle.net.config.prior:
+            if self.prior_pixels is None:
+                return size
+            scale = min(1.0, (self.prior_pixels / (height * width)) ** 0.5)
+        else:
+            scale = min(1.0, KEYFRAME_OVERSAMPLING * self.bundle.resolution / min(height, width))
+        return max(16, round(height * scale)), max(16, round(width * scale))
+
+    def refresh(self, jobs: tuple[_Job, ...]) -> ModelEdit:
+        """The newest frames (one per chunk frame, the last is the one the edit is for) -> its edit."""
+        for job in jobs:
+            if self._stats.started is None:
+                self._stats.started = job.pushed_at
+            self._stats.frames_in += 1
+            self._pending.append(self._prepare_parsed(job))
+        frames, lows = self._model_chunk()
+        frame, low = frames[-1], lows[-1]
+        self._stats.frames_out += 1
+        window, size = frame.window, low.shape[0]
+        gate = self.options.editor.gate(low, window.cut(frame.scope, size))
+        request = self._editor.request
+        return ModelEdit(
+            edit=LowResEdit(window, low, gate, frame.guide),
+            view=jobs[-1].view,
+            scope=request.scope.mask(frame.parse.parts.regions),
+            priors=frame.prior_keys,
+            index=jobs[-1].index,
+            generation=jobs[-1].generation,
+            made_at=time.perf_counter(),
+        )
+
+    def _prepare_parsed(self, job: _Job) -> PreparedFrame:
+        """`EffectStream._prepare` with the per-frame path's parse where it suffices (no landmarks)."""
+        with _Timer(self._stats, "parse"):
+            parse = self._editor.parse(job.image) if self._editor.request.needs_landmarks else job.parse
+            self._refresh_catalog_keyframe(job.image, parse)
+        with _Timer(self._stats, "encode"):
+            frame = self._editor.prepare(job.image, job.pushed_at, parse)
+        if self._size is None:
+            self._size = job.image.shape[:2]
+        return frame
+
+    def request(self) -> EffectRequest:
+        return self._editor.request
+
+    def model_stats(self) -> dict[str, Any]:
+        return self._stats.summary() | {"tokens_reused": round(self._reuse.reuse_share, 4)}
+
+
+@dataclass
+class _FrameStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    restarts: int = 0
+    edited: int = 0  # outputs that carry a model edit
+    first_output_ms: float | None = None
+    first_edit_ms: float | None = None
+    started: float | None = None
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+    edit_age: deque[int] = field(
+        default_factory=lambda: deque(maxlen=10_000)
+    )  # frames since the edit's frame
+    stage_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FRAME_STAGES, 0.0))
+
+
+class _Stage:
+    def __init__(self, stats: _FrameStats, stage: str):
+        self.stats, self.stage = stats, stage
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stats.stage_s[self.stage] += time.perf_counter() - self.start
+
+
+class DecoupledStream:
+    """The two-rate runtime (see the module docstring); `EffectStream`'s public interface."""
+
+    engine = "model"
+    rate = "decoupled"
+
+    def __init__(self, bundle: ModelBundle, options: DecoupledOptions = DecoupledOptions()):
+        self.bundle, self.options = bundle, options
+        if options.channels_last:
+            bundle.autoencoder.to(memory_format=torch.channels_last)
+        self._refresher = _Refresher(bundle, options.stream, options.carry, options.prior_pixels)
+        self._parser = LiveParser(options.parse_side)
+        self._carrier = EditCarrier(options.carry)
+        self._prior = PriorCarrier(
+            EditCarrier(options.carry), options.stream.editor.flow, options.prior_pixels
+        )
+        self._stats = _FrameStats()
+        self._request: EffectRequest | None = None  # what the per-frame path scopes by
+        self._keyframe_set = False
+        self._generation = 0
+        self._index = 0
+        self._size: tuple[int, int] | None = None
+        self._recent: deque[_Job] = deque(maxlen=bundle.net.config.chunk_frames)
+        self._published: ModelEdit | None = None  # the newest edit (written by the worker)
+        self._scheduled: deque[tuple[int, ModelEdit]] = deque()  # synchronous mode: (shown from, edit)
+        self._last: tuple[np.ndarray, LiveParse] | None = None
+        self._model_lock = threading.Lock()  # a refresh, or a control change: one at a time
+        self._error: BaseException | None = None
+        self._inbox = _Inbox()
+        self._delivered = threading.Event()  # set by the worker after each refresh (or failure)
+        self._closing = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._restore: Callable[[], None] | None = None
+        self._refresh_ms: deque[float] = deque(maxlen=10_000)
+        self._refresh_times: deque[float] = deque(maxlen=10_000)
+
+    @classmethod
+    def from_pretrained(
+        cls, name: str | Path = "default", options: DecoupledOptions | None = None, **stream_options: Any
+    ) -> DecoupledStream:
+        """The bundled default student ("default"), or a checkpoint folder; ``stream_options`` are
+        `StreamOptions` fields for the model worker."""
+        base = options or DecoupledOptions()
+        return cls(ModelBundle.load(name), replace(base, stream=replace(base.stream, **stream_options)))
+
+    @property
+    def threaded(self) -> bool:
+        return self.options.refresh_every is None
+
+    # ------------------------------------------------------------------------------------- control
+
+    def set_effect(self, id_or_prompt: str) -> None:
+        """A catalog effect id or a free-text prompt; takes hold at the next model refresh."""
+        try:
+            request = EffectRequest.parse(id_or_prompt)
+        except EffectRequestError as error:
+            raise StreamError(str(error)) from error
+        with self._model_lock:
+            self._refresher.set_effect(id_or_prompt)
+            self._request = request
+            self._new_generation()
+
+    def set_keyframe(self, source_frame: Any, edited_frame: Any) -> None:
+        """An edited frame (and the frame it was edited from) becomes the reference."""
+        with self._model_lock:
+            self._refresher.set_keyframe(source_frame, edited_frame)
+            self._keyframe_set = True
+            if self._request is None:
+                self._request = EffectRequest.keyframe_only()
+            self._new_generation()
+
+    def clear_keyframe(self) -> None:
+        with self._model_lock:
+            self._refresher.clear_keyframe()
+            self._keyframe_set = False
+            self._new_generation()
+
+    def _new_generation(self) -> None:
+        """Edits made before a change of effect or keyframe are not shown any more."""
+        self._generation += 1
+        self._published = None
+        self._scheduled.clear()
+        self._inbox.clear()
+
+    def note_dropped(self, count: int = 1) -> None:
+        """Frames the caller's pacer dropped before they reached the stream (for the stats)."""
+        self._stats.dropped += count
+
+    def warmup(self, size: tuple[int, int] = (256, 256)) -> None:
+        """Load everything a first frame needs (MediaPipe graphs, text features, kernels, the precision
+        benchmark, the catalog renderer) at ``size`` (height, width) through both paths — the model's
+        on the worker thread itself — then start clean. The frames are blank with a drawn person, so
+        the renderer and the scope draw something."""
+        if self._request is None:
+            raise StreamError("set an effect (or keyframe) before warming up")
+        self._start_worker()  # the thread plan first: precision is measured at the worker's threads
+        measured_choice(self.bundle.matmul_shape)
+        blank = np.full((*size, 3), 127, np.uint8)
+        with self._model_lock:
+            self._refresher.warmup(size)
+        self._parser(blank, False)
+        parse = _drawn_person(size, self.options.parse_side)
+        for index in range(2):
+            view = self._carrier.view(blank)
+            job = _Job(index, blank, parse, view, time.perf_counter(), self._generation)
+            made = self._refresh_now((job,) * self.bundle.net.config.chunk_frames)
+            self._compose(blank, view, parse, replace(made, index=-1), 0)
+        with self._model_lock:
+            self._refresher.reset()
+            self._refresher._stats = type(self._refresher._stats)()
+        self.reset()
+        self._stats = _FrameStats()
+        self._refresh_ms.clear()
+        self._refresh_times.clear()
+
+    def _refresh_now(self, jobs: tuple[_Job, ...]) -> ModelEdit:
+        """A refresh of ``jobs``, waited for: on the worker thread when there is one."""
+        if self._worker is None:
+            with self._model_lock:
+                return self._timed_refresh(jobs)
+        self._delivered.clear()
+        self._inbox.put(jobs)
+        if not self._delivered.wait(timeout=300):
+            raise StreamError("the model worker did not answer within 5 minutes")
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise StreamError(f"the model worker failed: {type(error).__name__}: {error}") from error
+        assert self._published is not None
+        return self._published
+
+    # ------------------------------------------------------------------------------------- frames
+
+    def push(self, frame: Any) -> list[np.ndarray]:
+        """Add a frame; returns its output at once (one frame in, one frame out)."""
+        if self._request is None:
+            raise StreamError("nothing to apply: call set_effect(id or prompt) or set_keyframe(...) first")
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise StreamError(f"the model worker failed: {type(error).__name__}: {error}") from error
+        now = time.perf_counter()
+        if self._stats.started is None:
+            self._stats.started = now
+            self._start_worker()
+        image = self._as_frame(frame)
+        if self._size is not None and image.shape[:2] != self._size:
+            self._restart(image.shape[:2])
+        self._size = image.shape[:2]
+        index = self._index
+        self._index += 1
+        self._stats.frames_in += 1
+        with _Stage(self._stats, "segment"):
+            parse = self._parser(image, False, index=index)
+        with _Stage(self._stats, "flow"):
+            view = self._carrier.view(image)
+        self._last = (image, parse)
+        job = _Job(index, image, parse, view, now, self._generation)
+        self._recent.append(job)
+        made = self._schedule(job)
+        output = self._compose(image, view, parse, made, index)
+        self._record(now, made, index)
+        return [output]
+
+    def flush(self) -> list[np.ndarray]:
+        return []  # every frame was answered when it was pushed
+
+    def reset(self) -> None:
+        """Start a new stream (same effect and keyframe)."""
+        with self._model_lock:
+            self._refresher.reset()
+            self._published = None
+            self._scheduled.clear()
+            self._inbox.clear()
+        self._parser.reset()
+        self._recent.clear()
+        self._index, self._size, self._last = 0, None, None
+
+    def close(self) -> None:
+        self._closing.set()
+        self._inbox.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+            self._worker = None
+        self._refresher.close()
+        self._parser.close()
+        if self._restore is not None:
+            self._restore()
+            self._restore = None
+
+    def __enter__(self) -> DecoupledStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def last_parsed(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the last pushed frame [H, W, 3] uint8, its person mask [H, W] float in 0..1), or None."""
+        if self._last is None:
+            return None
+        image, parse = self._last
+        return image, parse.region_at_frame_size("person")
+
+    def stats(self) -> dict[str, Any]:
+        """`EffectStream.stats`' figures for the per-frame path, and the model worker's: refreshes per
+        second, time per refresh and per model stage, the edit's age in frames."""
+        s = self._stats
+        elapsed = (time.perf_counter() - s.started) if s.started else 0.0
+        latencies = np.array(list(s.latencies_ms))
+        model = self._refresher.model_stats()
+        refreshes = len(self._refresh_times)
+        frame_total = sum(s.stage_s.values())
+        model_stage = {k: float(v) for k, v in model["stage_ms_per_frame"].items() if k in MODEL_STAGES}
+        model_total_ms = sum(model_stage.values()) * refreshes
+        cpu_total = frame_total * 1000 + model_total_ms or 1.0
+        shares = {k: 1000 * v / cpu_total for k, v in s.stage_s.items()}
+        shares |= {f"model {k}": v * refreshes / cpu_total for k, v in model_stage.items()}
+        refresh_ms = np.array(list(self._refresh_ms))
+        return {
+            "rate": self.rate,
+            "frames_in": s.frames_in,
+            "frames_out": s.frames_out,
+            "dropped": s.dropped,
+            "restarts": s.restarts,
+            "sink_updates": model["sink_updates"],
+            "fps": s.frames_out / elapsed if elapsed > 0 else 0.0,
+            # The first output that carries the model's edit (before it, frames pass through).
+            "first_frame_ms": s.first_edit_ms,
+            "first_output_ms": s.first_output_ms,
+            "latency_p50_ms": float(np.percentile(latencies, 50)) if len(latencies) else float("nan"),
+            "latency_p95_ms": float(np.percentile(latencies, 95)) if len(latencies) else float("nan"),
+            "edited_share": s.edited / s.frames_out if s.frames_out else 0.0,
+            # The current effect's (or keyframe's) model edit has arrived: outputs carry it.
+            "effect_ready": self._published is not None and self._published.generation == self._generation,
+            "edit_age_frames": float(np.mean(s.edit_age)) if s.edit_age else float("nan"),
+            "refreshes": refreshes,
+            "refreshes_per_s": refreshes / elapsed if elapsed > 0 else 0.0,
+            "refresh_ms_p50": float(np.percentile(refresh_ms, 50)) if len(refresh_ms) else float("nan"),
+            "stage_ms_per_frame": {k: 1000 * v / max(1, s.frames_out) for k, v in s.stage_s.items()},
+            "model_ms_per_refresh": model_stage,
+            "stage_share": shares,
+            "effect": self._request.label if self._request else None,
+            "keyframe": self._keyframe_set,
+            "anchored": self._refresher._anchor is not None,
+            "mask_cache": self.options.stream.mask_cache,
+            "tokens_reused": model["tokens_reused"],
+            "steps": len(self._refresher.times),
+            "cache_tokens": self._refresher._cache.tokens(),
+        }
+
+    # ------------------------------------------------------------------------------------- internals
+
+    def _start_worker(self) -> None:
+        if not self.threaded or self._worker is not None:
+            return
+        self._restore = self.options.threads.apply()
+        self._worker = threading.Thread(target=self._work, name="model-worker", daemon=True)
+        self._worker.start()
+
+    def _work(self) -> None:
+        """The model worker: the newest frame, a refresh, publish; again."""
+        _lower_priority(self.options.threads.worker_nice)
+        while not self._closing.is_set():
+            jobs = self._inbox.take(timeout=0.5)
+            if jobs is None or self._closing.is_set():
+                continue
+            with self._model_lock:
+                if jobs[-1].generation != self._generation:
+                    continue  # made for an effect that was switched away meanwhile
+                try:
+                    made = self._timed_refresh(jobs)
+                except Exception as error:  # handed to the caller at the next push
+                    log.exception("the model worker failed")
+                    self._error = error
+                    self._delivered.set()
+                    continue
+                self._published = made
+                self._delivered.set()
+
+    def _timed_refresh(self, jobs: tuple[_Job, ...]) -> ModelEdit:
+        start = time.perf_counter()
+        made = self._refresher.refresh(jobs)
+        self._refresh_ms.append(1000 * (made.made_at - start))
+        self._refresh_times.append(made.made_at)
+        return made
+
+    def _jobs(self) -> tuple[_Job, ...]:
+        """The newest frames for a refresh: a chunk's worth (the oldest repeated at the start)."""
+        frames = list(self._recent)
+        need = self.bundle.net.config.chunk_frames
+        return tuple([frames[0]] * (need - len(frames)) + frames)
+
+    def _schedule(self, job: _Job) -> ModelEdit | None:
+        """Hand the frame to the model (threaded: the worker's slot; synchronous: a refresh every k
+        frames, shown ``refresh_lag`` frames later) -> the edit to show on this frame, if any."""
+        if self.threaded:
+            self._inbox.put(self._jobs())
+            made = self._published
+            return made if made is not None and made.generation == self._generation else None
+        every = self.options.refresh_every or 1
+        lag = every if self.options.refresh_lag is None else self.options.refresh_lag
+        if job.index % every == 0:
+            with self._model_lock:
+                made = self._timed_refresh(self._jobs())
+            first = self._published is None and not self._scheduled
+            self._scheduled.append((job.index if first else job.index + lag, made))
+        while self._scheduled and self._scheduled[0][0] <= job.index:
+            self._published = self._scheduled.popleft()[1]
+        return self._published
+
+    def _compose(
+        self, image: np.ndarray, view: FrameView, parse: LiveParse, made: ModelEdit | None, index: int
+    ) -> np.ndarray:
+        """This frame's output: the newest edit carried here by flow, at full resolution."""
+        if made is None or made.view.size != view.size:
+            return image.copy()  # no edit yet (or one of another size): the frame passes through
+        request = self._request or EffectRequest.keyframe_only()
+        same = made.index == index
+        flow = None
+        with _Stage(self._stats, "flow"):
+            if not same:
+                person = parse.person if request.follows_person else None
+                flow = self._carrier.flow(view, made.view, person)
+        with _Stage(self._stats, "warp"):
+            edit = made.edit if flow is None else warp_edit(made.edit, flow, view)
+            scope = self._scope(request, parse, made, flow)
+        with _Stage(self._stats, "prior"):
+            person = parse.person if request.follows_person else None
+            prior = self._prior.carry(view, made.priors, person) if made.priors else None
+        with _Stage(self._stats, "composite"):
+            return composite(image, edit, scope, self.options.stream.editor.guided, prior)
+
+    def _scope(
+        self, request: EffectRequest, parse: LiveParse, made: ModelEdit, flow: np.ndarray | None
+    ) -> np.ndarray:
+        """Where the effect may act on this frame, at parse resolution: from this frame's person mask,
+        or (for regions that need landmarks) the model frame's scope carried here by flow."""
+        if request.scope.region in PERSON_REGIONS:
+            return request.scope.mask(parse.parts.regions)
+        if flow is None:
+            return made.scope
+        return warp_by_flow(made.scope, flow, made.scope.shape[:2])
+
+    def _record(self, pushed_at: float, made: ModelEdit | None, index: int) -> None:
+        s = self._stats
+        done = time.perf_counter()
+        s.latencies_ms.append(1000 * (done - pushed_at))
+        s.frames_out += 1
+        if s.first_output_ms is None and s.started is not None:
+            s.first_output_ms = 1000 * (done - s.started)
+        if made is not None:
+            s.edited += 1
+            s.edit_age.append(index - made.index)
+            if s.first_edit_ms is None and s.started is not None:
+                s.first_edit_ms = 1000 * (done - s.started)
+
+    def _restart(self, size: tuple[int, int]) -> None:
+        log.warning("frame size changed from %s to %s: restarting the stream", self._size, size)
+        self._stats.restarts += 1
+        with self._model_lock:
+            self._refresher._restart(size)
+            self._new_generation()
+        self.reset()
+
+    def _as_frame(self, frame: Any) -> np.ndarray:
+        try:
+            image = to_rgb(frame)
+        except (TypeError, ValueError) as error:
+            raise StreamError(f"bad frame: {error}") from error
+        if min(image.shape[:2]) < 16:
+            raise StreamError(f"bad frame: {image.shape[1]}x{image.shape[0]} is too small (16x16 at least)")
+        return image

