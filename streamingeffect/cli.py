@@ -308,6 +308,16 @@ def _bench_sampling(args: argparse.Namespace) -> None:
     )
 
 
+def _bench_drift(args: argparse.Namespace) -> None:
+    from streamingeffect.docs import replace_section
+    from streamingeffect.eval.suite import drift_table
+
+    text = drift_table(args.seconds, args.model, _command_line())
+    print(text)
+    if args.report:
+        replace_section(Path(args.report), "drift", text)
+
+
 def _bench_stream(args: argparse.Namespace) -> None:
     from streamingeffect.eval.stream_bench import run_scaling_benchmark, run_stream_benchmark
 
@@ -690,6 +700,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
     )
     prompts.set_defaults(run=_bench_prompts)
+    drift = bench_cmds.add_parser("drift", help="a keyframe held for minutes: first against last minute")
+    drift.add_argument("--seconds", type=float, default=300.0, help="seconds of video streamed")
+    drift.add_argument("--model", default="student")
+    drift.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    drift.set_defaults(run=_bench_drift)
     sampling = bench_cmds.add_parser(
         "sampling", help="from noise or from the source, 1-50 steps: quality on the text and keyframe sets"
     )

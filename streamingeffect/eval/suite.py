@@ -573,6 +573,53 @@ def run_sampling_benchmark(
     return text
 
 
+def drift_table(seconds: float, student_dir: str, command: str) -> str:
+    """The 5-minute drift check: the benchmark person's long clip (the long keyframe set's, 10 s)
+    ping-ponged for ``seconds`` through the student's stream with the renderer's keyframe; PSNR in the
+    edit region of the first and the last minute, beside flow propagation on the same frames."""
+    from streamingeffect.eval.metrics import psnr
+
+    config = replace(SUITES["quick"], people=1, long_seconds=seconds, long_every=15)
+    clip = render_sets(config)["long keyframe"][0]
+    student = ModelBundle.load(student_dir)
+    stream = long_stream(config, student, clip, clip.fps)
+    flow = flow_propagation_method(clip, "keyframe", 0).video
+    base = len(clip.source)
+    cycle = list(range(base)) + list(range(base - 2, 0, -1))
+    ks = [cycle[round(t * clip.fps) % len(cycle)] for t in stream.times_s]
+    flow_in = [
+        psnr(to_signed(flow[k : k + 1]), to_signed(clip.target[k : k + 1]), clip.edit[k : k + 1]) for k in ks
+    ]
+    times = np.array(stream.times_s)
+    minute = min(60.0, seconds / 2)
+    scored = np.array(ks) >= clip.scored_from  # not the keyframe's own second
+    first, last = scored & (times < minute), scored & (times >= times.max() - minute + 1e-6)
+    model_in = np.array(stream.psnr_in)
+    flow_arr = np.array(flow_in)
+    height, width = clip.source.shape[1:3]
+    lines = [
+        "## Drift: a keyframe held for minutes",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}), torch "
+        f"{torch.get_num_threads()} thread(s). The benchmark person `{clip.person}`'s {base}-frame clip "
+        f"({width}x{height}, {clip.fps:g} fps) ping-ponged for {seconds:g} s ({stream.frames} frames) "
+        f"through `EffectStream` (model `{student_dir}`, every frame, its KV cache rolling) with the "
+        f"renderer's `{clip.category}` edit of frame 0 as the keyframe; PSNR (dB) inside the edit region "
+        f"against the renderer's ground truth every {config.long_every} frames (from the clip's second "
+        "second on); flow propagation of the "
+        "same keyframe on the same frames for comparison. Resident memory "
+        f"{stream.rss_mb[0]:.0f} -> {stream.rss_mb[-1]:.0f} MB.",
+        "",
+        "| | first minute | last minute | last - first |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, values in (("student", model_in), ("flow propagation", flow_arr)):
+        a, b = float(values[first].mean()), float(values[last].mean())
+        lines.append(f"| {name} | {a:.2f} | {b:.2f} | {b - a:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 # (refresh every, lag, fold the cache write): every frame at once (the reference), then the live
 # worker's schedules: a refresh every k frames, shown k frames later.
 RATE_ROWS = ((1, 0, False), (1, 0, True), (2, 2, False), (3, 3, False), (3, 3, True), (4, 4, False))
