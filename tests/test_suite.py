@@ -32,7 +32,7 @@ def test_a_miniature_suite_writes_every_part_of_the_report(tmp_path: Path) -> No
         "flow propagation of the keyframe" in keyframe
         and "flow propagation of the keyframe" not in saved["sets"]["text"]
     )
-    student_row = next(name for name in keyframe if name.startswith("student, 2 steps"))
+    student_row = next(name for name in keyframe if name.startswith("student, 1 step"))
     identity, student = keyframe["identity (source)"], keyframe[student_row]
     # The source passed through keeps the background and the face exactly, and is not the effect.
     assert identity["background_l1"] == 0 and identity["warp_error"] < student["warp_error"] + 50

@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from streamingeffect.models.lpips import LPIPS
@@ -71,10 +70,17 @@ def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torc
 
 
 def _blur(x: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian filter per channel, 'valid' (no padding) like the reference SSIM."""
-    channels = x.shape[1]
-    x = F.conv2d(x, window.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(x, window.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    """Separable Gaussian filter per channel, 'valid' (no padding) like the reference SSIM. OpenCV's
+    separable filter: torch's depthwise convolution took ~1 s per 640x360 frame on one CPU thread."""
+    kernel = window.detach().cpu().numpy().astype(np.float64)
+    half = len(kernel) // 2
+    images = x.detach().cpu().numpy()  # [N, C, H, W]
+    out = np.empty((*images.shape[:2], images.shape[2] - 2 * half, images.shape[3] - 2 * half), images.dtype)
+    for n in range(images.shape[0]):
+        for c in range(images.shape[1]):
+            full = cv2.sepFilter2D(images[n, c], -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
+            out[n, c] = full[half:-half, half:-half]
+    return torch.from_numpy(out).to(x.device)
 
 
 def _ssim_map(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -96,11 +102,30 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
     """SSIM (Gaussian window 11, sigma 1.5, data range 1 after mapping [-1, 1] to [0, 1]) per channel,
     averaged over the image or, weighted by the mask at each window's centre, over the mask. Windows
     centred inside the mask still see up to 5 px outside it. 1 for identical images; NaN for an empty mask."""
-    values = _ssim_map(a, b)
     if mask is None:
-        return float(values.mean())
+        return float(_ssim_map(a, b).mean())
     r = SSIM_WINDOW // 2
-    return _masked_mean(values, mask[..., r:-r, r:-r])
+    rows, cols = _mask_box(mask, r)  # only windows centred in the mask count: the rest is not computed
+    values = _ssim_map(a[..., rows, cols], b[..., rows, cols])
+    return _masked_mean(values, mask[..., rows, cols][..., r:-r, r:-r])
+
+
+def _mask_box(mask: torch.Tensor, margin: int) -> tuple[slice, slice]:
+    """The bounding box of ``mask`` [..., H, W] > 0 over all frames, grown by ``margin`` on each side
+    (clipped to the image, at least 2 * margin + 1 pixels); the whole image for an empty mask."""
+    height, width = mask.shape[-2:]
+    present = (mask > 0).reshape(-1, height, width).any(0)
+    if not present.any():
+        return slice(0, height), slice(0, width)
+    ys, xs = torch.nonzero(present.any(1)).flatten(), torch.nonzero(present.any(0)).flatten()
+
+    def span(low: int, high: int, size: int) -> slice:
+        start, stop = max(0, low - margin), min(size, high + 1 + margin)
+        while stop - start < 2 * margin + 1:  # an SSIM window must fit
+            start, stop = max(0, start - 1), min(size, stop + 1)
+        return slice(start, stop)
+
+    return span(int(ys[0]), int(ys[-1]), height), span(int(xs[0]), int(xs[-1]), width)
 
 
 def background_l1(outputs: torch.Tensor, sources: torch.Tensor, mask: torch.Tensor) -> float:

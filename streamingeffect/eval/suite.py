@@ -51,6 +51,7 @@ class SuiteConfig:
     people: int | None = None  # the first N held-out people of the registry (None: all of them)
     long_keyframe_seconds: float = 10.0  # clips of the long keyframe set
     long_keyframe_category: str = "face_paint_blue"
+    ablations: bool = True  # also the student without its KV cache and per frame (no context)
 
 
 QUICK_CATEGORIES = ("neon_outline_cyan", "face_paint_blue", "hair_recolor_pink", "background_blur_strong")
@@ -66,7 +67,7 @@ FULL_CATEGORIES = (
     "halo_gold",
 )
 SUITES = {
-    "quick": SuiteConfig("quick", QUICK_CATEGORIES, frames=16, long_seconds=24.0),
+    "quick": SuiteConfig("quick", QUICK_CATEGORIES, frames=16, long_seconds=24.0, ablations=False),
     "full": SuiteConfig("full", FULL_CATEGORIES, frames=32, long_seconds=300.0),
 }
 SETS = ("text", "keyframe", "long keyframe")
@@ -230,12 +231,13 @@ def build_methods(
             teacher, teacher.default_sampling()
         )
     methods[f"student, {describe(sampling)}"] = model_method(student, sampling)
-    methods["student without KV cache"] = model_method(
-        student, sampling, StreamOptions(recompute_window=True)
-    )
-    methods["student per frame (no context)"] = model_method(
-        student, sampling, StreamOptions(window_chunks=0)
-    )
+    if config.ablations:
+        methods["student without KV cache"] = model_method(
+            student, sampling, StreamOptions(recompute_window=True)
+        )
+        methods["student per frame (no context)"] = model_method(
+            student, sampling, StreamOptions(window_chunks=0)
+        )
     methods[RUNTIME_DEFAULT] = model_method(student, sampling, catalog_keyframes=True)
     methods[DECOUPLED.format(every=1)] = decoupled_method(student, 1, 0)
     methods[DECOUPLED.format(every=3)] = decoupled_method(student, 3)

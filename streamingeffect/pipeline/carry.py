@@ -24,6 +24,7 @@ import numpy as np
 
 from streamingeffect.pipeline.edit import GATE_FLOOR, GuidedFilter, LowResEdit, Window
 from streamingeffect.pipeline.flow_prior import (
+    NEAR_REACH,
     SCENE_CUT,
     FlowSettings,
     forward_backward_confidence,
@@ -308,9 +309,11 @@ class PriorCarrier:
         view: FrameView,
         priors: tuple[tuple[np.ndarray, np.ndarray, float], ...],
         person: np.ndarray | None = None,
+        reach: float = NEAR_REACH,
     ) -> CarriedPrior | None:
         """priors: (keyframe source [H, W, 3], change [H, W, 3] float, weight) each; ``person``: the
-        frame's person mask when the effect is anchored to the person."""
+        frame's person mask when the effect is anchored to the person (the change is kept within
+        ``reach`` of them)."""
         keys, box, total = [], None, None
         height, width = view.size
         scale = 1.0 if self.max_pixels is None else min(1.0, (self.max_pixels / (height * width)) ** 0.5)
@@ -326,7 +329,7 @@ class PriorCarrier:
             keep = np.ones(forward.shape[:2], np.float32)
             if person is not None:
                 forward, confidence = spread_person_flow(forward, person, self.settings.spread, confidence)
-                keep = near_person(person, forward.shape[:2])
+                keep = near_person(person, forward.shape[:2], reach)
             total = weight * confidence if total is None else total + weight * confidence
             carried, support = self._carried(change, scale)
             keys.append((carried, forward, keep, weight))

@@ -39,7 +39,7 @@ from streamingeffect.pipeline.edit import (
     person_window,
     whole_frame_window,
 )
-from streamingeffect.pipeline.flow_prior import FlowPrior, FlowSettings
+from streamingeffect.pipeline.flow_prior import NEAR_REACH, FlowPrior, FlowSettings
 from streamingeffect.pipeline.scopes import EffectScope, scope_for
 
 LANDMARK_REGIONS = ("face", "hair", "hands", "torso")
@@ -73,6 +73,13 @@ class EffectRequest:
         """A catalog effect anchored to the person: its keyframe's change moves with them (a painted
         keyframe may be anywhere, so it moves with whatever is under it)."""
         return self.category is not None and not self.scope.whole_frame
+
+    @property
+    def prior_reach(self) -> float:
+        """How far from the person an anchored effect's carried keyframe change is kept (share of the
+        short side): its measured reach, at least NEAR_REACH. A neon outline dims the whole background
+        while the person is in view; kept only near them, that dimming became a dark halo."""
+        return max(self.scope.reach, NEAR_REACH)
 
     @property
     def needs_landmarks(self) -> bool:
@@ -214,12 +221,13 @@ class FrameEditor:
         if key_source.shape != frame.image.shape:
             return  # a keyframe of another size (the stream restarts): no prior
         anchor = frame.parse.person if self.request.follows_person else None
-        carried, confidence = self.flow(frame.image, key_source, key_change, anchor)
+        reach = self.request.prior_reach
+        carried, confidence = self.flow(frame.image, key_source, key_change, anchor, reach)
         frame.prior_keys = ((key_source, key_change, 1.0),)
         if self._fading is not None and self._fading[0].shape == frame.image.shape:
             step, length = self._fade
             weight = (step + 1) / (length + 1)  # the new keyframe's share, rising to 1
-            old, old_confidence = self.flow(frame.image, *self._fading, anchor)
+            old, old_confidence = self.flow(frame.image, *self._fading, anchor, reach)
             carried = weight * carried + (1 - weight) * old
             confidence = weight * confidence + (1 - weight) * old_confidence
             frame.prior_keys = ((key_source, key_change, weight), (*self._fading, 1 - weight))

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 SCENE_CUT = 0.2  # below this mean confidence the frame is another scene than the keyframe's
+NEAR_REACH = 0.15  # an anchored effect's carried change is kept at least this far around the person
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,18 @@ class FlowPrior:
         return forward, forward_backward_confidence(forward, backward, self.settings)
 
     def __call__(
-        self, frame: np.ndarray, reference: np.ndarray, change: np.ndarray, anchor: np.ndarray | None = None
+        self,
+        frame: np.ndarray,
+        reference: np.ndarray,
+        change: np.ndarray,
+        anchor: np.ndarray | None = None,
+        reach: float = NEAR_REACH,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The reference's ``change`` [H, W, C] float carried onto ``frame`` [H, W, 3] uint8 ->
         (carried change [H, W, C] float32, confidence [H, W] float32). ``anchor``: the frame's person
         mask (any resolution) when the change moves with the person: the change is carried by the
-        person's flow, and kept only on and near the person (nothing with nobody in view)."""
+        person's flow, and kept only on and within ``reach`` of the person (nothing with nobody in
+        view)."""
         flow, confidence = self.flow(frame, reference)
         height, width = frame.shape[:2]
         if confidence.mean() < SCENE_CUT:  # another scene: nothing of the keyframe belongs here
@@ -81,7 +88,7 @@ class FlowPrior:
         full_confidence = cv2.resize(confidence, (width, height), interpolation=cv2.INTER_LINEAR)
         carried = warp_by_flow(change, flow, (height, width))
         if anchor is not None:
-            near = near_person(anchor, (height, width))
+            near = near_person(anchor, (height, width), reach)
             carried *= near.reshape(height, width, *([1] * (carried.ndim - 2)))
         return carried, full_confidence
 
@@ -106,7 +113,7 @@ class FlowPrior:
         return moved.astype(np.float32), trusted.astype(np.float32)
 
 
-def near_person(person: np.ndarray, size: tuple[int, int], reach: float = 0.15) -> np.ndarray:
+def near_person(person: np.ndarray, size: tuple[int, int], reach: float = NEAR_REACH) -> np.ndarray:
     """[H, W] float: 1 on and around the person (``reach`` of the short side, feathered), 0 beyond and
     everywhere when nobody is in view."""
     height, width = size
@@ -114,8 +121,8 @@ def near_person(person: np.ndarray, size: tuple[int, int], reach: float = 0.15) 
     if not mask.any():
         return np.zeros(size, np.float32)
     radius = max(1, round(reach * min(size)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    grown = cv2.dilate(mask.astype(np.uint8), kernel).astype(np.float32)
+    # Distance to the person rather than a dilation: a reach of most of the frame stays cheap.
+    grown = (cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3) <= radius).astype(np.float32)
     return cv2.GaussianBlur(grown, (0, 0), radius / 3) * grown
 
 

@@ -261,7 +261,7 @@ class _CarryingEditor(FrameEditor):
                 self._fading = None
         anchor = frame.parse.person if self.request.follows_person else None
         view = self.carrier.carrier.view(frame.image)
-        carried = self.carrier.carry(view, frame.prior_keys, anchor)
+        carried = self.carrier.carry(view, frame.prior_keys, anchor, self.request.prior_reach)
         if carried is None or carried.confidence is None:
             return
         base = composite(frame.image, None, np.zeros((1, 1), np.float32), prior=carried)
@@ -727,7 +727,7 @@ class DecoupledStream:
             scope = self._scope(request, parse, made, flow)
         with _Stage(self._stats, "prior"):
             person = parse.person if request.follows_person else None
-            prior = self._prior.carry(view, made.priors, person) if made.priors else None
+            prior = self._prior.carry(view, made.priors, person, request.prior_reach) if made.priors else None
         with _Stage(self._stats, "composite"):
             return composite(image, edit, scope, self.options.stream.editor.guided, prior)
 

@@ -21,7 +21,7 @@ from streamingeffect.io import SourceError
 from streamingeffect.io.live import NetworkPush, OutputError, PushSettings, VirtualCamera
 from streamingeffect.io.outputs import InterruptShield, PartialFile, close_all, refuse_inputs_as_output
 from streamingeffect.io.video import Frame
-from streamingeffect.runtime.decoupled import RATES, DecoupledStream
+from streamingeffect.runtime.decoupled import RATES, DecoupledOptions, DecoupledStream
 from streamingeffect.runtime.endpoints import (
     FrameSource,
     MjpegPreview,
@@ -101,10 +101,10 @@ def run(config: RunConfig) -> dict[str, Any]:
     source = open_source(config.input, config.size, config.max_frames)
     size = _first_frame_size(source)
     sinks: list[Sink] = _open_live_outputs(config, source, size)  # no camera, no server: fails now
-    stream = _prepare_stream(config, source.fps, size, sinks)
     # A live output (a camera, a server) takes frames at the input's rate: files are paced as a camera.
     live_rate = bool(config.live_outputs) and not source.live
     paced = source.live or config.realtime or live_rate
+    stream = _prepare_stream(config, source.fps, size, sinks, paced)
     output = PartialFile(config.output) if config.output is not None else None  # renamed when complete
     if output is not None:
         audio = source.path if source.has_audio else None
@@ -372,7 +372,15 @@ def _check_engine(config: RunConfig) -> None:
         )
 
 
-def _prepare_stream(config: RunConfig, fps: float, size: tuple[int, int], sinks: list[Sink]) -> LiveStream:
+# A file processed as fast as it goes (not paced): the model refreshes synchronously on every third
+# frame and its edit is used from that frame on, so every frame carries the effect from the first one
+# and the output does not depend on the machine's speed.
+FILE_RATE = DecoupledOptions(refresh_every=3, refresh_lag=0)
+
+
+def _prepare_stream(
+    config: RunConfig, fps: float, size: tuple[int, int], sinks: list[Sink], paced: bool
+) -> LiveStream:
     """The engine's stream with the effect set and warmed up at the input's size; if that fails, the
     live outputs already open are closed."""
     try:
@@ -381,7 +389,10 @@ def _prepare_stream(config: RunConfig, fps: float, size: tuple[int, int], sinks:
             stream = RenderStream(RenderOptions(fps=fps))
         elif config.rate == "decoupled":
             stream = DecoupledStream.from_pretrained(
-                config.model, steps=config.steps, mask_cache=config.mask_cache
+                config.model,
+                None if paced else FILE_RATE,
+                steps=config.steps,
+                mask_cache=config.mask_cache,
             )
         else:
             stream = EffectStream.from_pretrained(
