@@ -14,13 +14,15 @@ $SE data build --out runs/data/corpus-train --samples 2000 --frames 16 --size 25
 # history). The teacher starts from the first wave's teacher where its weights fit: the new inputs (the
 # prior's latent and confidence) start at zero and its x0 head at zero, so it starts as flow propagation.
 # Latents (with both references' flow priors) are encoded once, in two processes.
+# (The committed teacher: 910 steps on a first encoding whose prior was weighted by its confidence,
+# then 1470 steps on this one, 70 min in all; weighting cost 6 dB, see pipeline/flow_prior.py.)
 mkdir -p runs/teacher-wave1
 for name in model.safetensors config.json; do
   git show "61e2caa:streamingeffect/weights/teacher-tiny/$name" > "runs/teacher-wave1/$name"
 done
 $SE train teacher --config tiny --prior --init runs/teacher-wave1 --far-reference 0.5 \
   --data runs/data/corpus-train --autoencoder streamingeffect/weights/autoencoder-tiny --out runs/teacher-prior \
-  --resolution 128 --frames 4 --steps 100000 --batch-size 8 --lr 3e-4 --save-every 100 --time-limit 50
+  --resolution 128 --frames 4 --steps 100000 --batch-size 8 --lr 3e-4 --save-every 100 --time-limit 70
 
 # Causal student: ODE pairs from the teacher (24 Euler steps through the 4 student times), ODE init,
 # then DMD with Self-Forcing rollouts.
@@ -29,7 +31,7 @@ $SE train ode-init --teacher runs/teacher-prior --data runs/data/corpus-train --
   --steps 100000 --batch-size 8 --lr 2e-4 --save-every 50 --time-limit 15
 $SE train student --teacher runs/teacher-prior --data runs/student-ode --out runs/student-dmd \
   --steps 100000 --batch-size 4 --lr 5e-5 --critic-lr 1e-4 --critic-steps 3 --regression-weight 1.0 \
-  --save-every 25 --time-limit 15
+  --save-every 25 --time-limit 12
 .venv/bin/python -c "
 from pathlib import Path
 from streamingeffect.train.run import export_weights
