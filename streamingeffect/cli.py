@@ -286,14 +286,19 @@ def _bench_painted(args: argparse.Namespace) -> None:
     )
 
 
-def _bench_prompts(args: argparse.Namespace) -> None:
+def _print_and_report(text: str, report: str, section: str) -> None:
+    """A benchmark's markdown table: printed, and written to ``report``'s section unless it is ''."""
     from streamingeffect.docs import replace_section
+
+    print(text)
+    if report:
+        replace_section(Path(report), section, text)
+
+
+def _bench_prompts(args: argparse.Namespace) -> None:
     from streamingeffect.pipeline.catalog_match import match_table
 
-    text = match_table()
-    print(text)
-    if args.report:
-        replace_section(Path(args.report), "prompts", text)
+    _print_and_report(match_table(), args.report, "prompts")
 
 
 def _bench_sampling(args: argparse.Namespace) -> None:
@@ -309,13 +314,9 @@ def _bench_sampling(args: argparse.Namespace) -> None:
 
 
 def _bench_drift(args: argparse.Namespace) -> None:
-    from streamingeffect.docs import replace_section
     from streamingeffect.eval.suite import drift_table
 
-    text = drift_table(args.seconds, args.model, _command_line())
-    print(text)
-    if args.report:
-        replace_section(Path(args.report), "drift", text)
+    _print_and_report(drift_table(args.seconds, args.model, _command_line()), args.report, "drift")
 
 
 def _bench_stream(args: argparse.Namespace) -> None:
@@ -345,13 +346,10 @@ def _bench_stream(args: argparse.Namespace) -> None:
 
 
 def _bench_rates(args: argparse.Namespace) -> None:
-    from streamingeffect.docs import replace_section
     from streamingeffect.eval.suite import SUITES, rate_table
 
-    text = rate_table(SUITES[args.suite], args.student, " ".join(["streamingeffect", *sys.argv[1:]]))
-    print(text)
-    if args.report:
-        replace_section(Path(args.report), "stream-rates", text)
+    text = rate_table(SUITES[args.suite], args.student, _command_line())
+    _print_and_report(text, args.report, "stream-rates")
 
 
 def _bench_distill(args: argparse.Namespace) -> None:

@@ -342,6 +342,7 @@ class LongStream:
     seconds_of_video: float
     fps_in: float
     times_s: list[float] = field(default_factory=list)  # video time of each measurement
+    clip_frames: list[int] = field(default_factory=list)  # the clip's frame shown at each measurement
     psnr_in: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)  # every frame, push to output
@@ -389,6 +390,7 @@ def long_stream(config: SuiteConfig, student: ModelBundle, clip: BenchClip, fps:
             if index % config.long_every == 0:
                 mask = clip.edit[k : k + 1]
                 result.times_s.append(index / fps)
+                result.clip_frames.append(k)
                 result.psnr_in.append(psnr(to_signed(out[None]), to_signed(clip.target[k : k + 1]), mask))
                 result.rss_mb.append(_rss_mb())
     return result
@@ -594,8 +596,7 @@ def drift_table(seconds: float, student_dir: str, command: str) -> str:
     stream = long_stream(config, student, clip, clip.fps)
     flow = flow_propagation_method(clip, "keyframe", 0).video
     base = len(clip.source)
-    cycle = list(range(base)) + list(range(base - 2, 0, -1))
-    ks = [cycle[round(t * clip.fps) % len(cycle)] for t in stream.times_s]
+    ks = stream.clip_frames
     flow_in = [
         psnr(to_signed(flow[k : k + 1]), to_signed(clip.target[k : k + 1]), clip.edit[k : k + 1]) for k in ks
     ]
