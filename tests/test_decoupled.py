@@ -157,10 +157,10 @@ def test_the_per_frame_path_never_waits_for_the_model(bundle: ModelBundle, frame
         stream.set_effect("glow_aura_gold")
         refresh = stream._refresher.refresh
 
-        def stuck(jobs):  # type: ignore[no-untyped-def]
+        def stuck(jobs, early=None):  # type: ignore[no-untyped-def]
             started.set()
             assert release.wait(timeout=120), "the test never released the model"
-            return refresh(jobs)
+            return refresh(jobs, early)
 
         stream._refresher.refresh = stuck  # type: ignore[method-assign]
         answered = [stream.push(frame) for frame in frames[:6]]
@@ -179,6 +179,34 @@ def test_the_per_frame_path_never_waits_for_the_model(bundle: ModelBundle, frame
     assert stats["refreshes"] >= 1 and stats["frames_in"] == stats["frames_out"] == 11
     assert not np.array_equal(late, frames[10])  # the model's edit, carried to a later frame
     assert stats["first_frame_ms"] is not None and stats["edited_share"] > 0
+
+
+def test_a_catalog_keyframe_is_shown_before_the_models_first_edit(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    """A prior model whose transformer does not finish until released: once the worker has drawn the
+    catalog keyframe, the frames carry it (the prior alone); the model's edit comes after."""
+    from streamingeffect.runtime.decoupled import DecoupledStream
+
+    release, drawn = threading.Event(), threading.Event()
+    with DecoupledStream(ModelBundle.load(_student(tmp_path / "prior", prior=True))) as stream:
+        stream.set_effect("glow_aura_gold")
+        model_chunk = stream._refresher._model_chunk
+
+        def stuck():  # type: ignore[no-untyped-def]
+            drawn.set()  # the frames are prepared and the prior published: now the transformer
+            assert release.wait(timeout=120), "the test never released the model"
+            return model_chunk()
+
+        stream._refresher._model_chunk = stuck  # type: ignore[method-assign]
+        stream.push(frames[0])
+        assert drawn.wait(timeout=60)
+        (carried,) = stream.push(frames[1])
+        before = stream.stats()
+        release.set()
+    assert not np.array_equal(carried, frames[1])  # the keyframe's glow, carried to the next frame
+    assert before["refreshes"] == 0 and before["first_frame_ms"] is not None
+    assert before["first_model_edit_ms"] is None
 
 
 def test_refreshing_on_every_frame_gives_the_every_frame_streams_output(

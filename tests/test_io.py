@@ -507,3 +507,17 @@ def test_find_videos_unreadable_folder_is_reported(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(sources_module.os, "scandir", refuse)
     with pytest.raises(SourceError, match="cannot read the folder: Permission denied"):
         find_videos(tmp_path)
+
+
+def test_the_live_writers_fast_colour_conversion_stays_close_to_the_encoders_own(tmp_path: Path) -> None:
+    frames = smooth_frames(6)
+    decoded = {}
+    for fast in (False, True):
+        path = tmp_path / f"fast{fast}.mp4"
+        with VideoWriter(path, 25, crf=0, fast_yuv=fast) as writer:
+            for frame in frames:
+                writer.write(frame)
+        decoded[fast] = np.stack([f.image for f in read_frames(path)])
+    exact, fast = psnr(decoded[False], frames), psnr(decoded[True], frames)
+    print(f"lossless H.264 round trip: {exact:.1f} dB (libswscale), {fast:.1f} dB (OpenCV's I420)")
+    assert fast > 34 and fast > exact - 4  # the same colours (a wrong matrix or range costs > 10 dB)

@@ -34,6 +34,8 @@ import av
 import cv2
 import numpy as np
 
+from streamingeffect.io.video import yuv420_frame
+
 log = logging.getLogger(__name__)
 
 PUSH_FORMATS = {"rtmp": "flv", "rtmps": "flv", "srt": "mpegts", "udp": "mpegts", "tcp": "mpegts"}
@@ -345,7 +347,7 @@ class NetworkPush:
             self._busy_since = None
 
     def _send(self, image: np.ndarray, slot: int) -> None:
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame = yuv420_frame(image)  # even sides (`fit_frame` to self.size)
         pts = max(round(slot * 1000 / self.fps), self._last_pts + 1)  # strictly increasing
         frame.pts, frame.time_base, self._last_pts = pts, MS, pts
         self._container.mux(self._video.encode(frame))

@@ -548,6 +548,7 @@ class VideoWriter:
         keyframe_interval: int | None = None,
         preset: str = "medium",
         x264_params: str = "",
+        fast_yuv: bool = False,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps}")
@@ -565,6 +566,7 @@ class VideoWriter:
         self._keyframe_interval = keyframe_interval
         self._preset = preset
         self._x264_params = x264_params
+        self._fast_yuv = fast_yuv  # live outputs: `yuv420_frame` (faster, a little less exact)
         self.size: Size | None = None  # (width, height) before padding, fixed by the first frame
         self.frames_written = 0
         self._stream: av.VideoStream | None = None
@@ -598,7 +600,10 @@ class VideoWriter:
                 f"{self._label}: frame {self.frames_written} is {width}x{height}, but the video is "
                 f"{self.size[0]}x{self.size[1]} (fixed by the first frame)"
             )
-        video_frame = av.VideoFrame.from_ndarray(_pad_to_even(image), format="rgb24")
+        even = _pad_to_even(image)
+        video_frame = (
+            yuv420_frame(even) if self._fast_yuv else av.VideoFrame.from_ndarray(even, format="rgb24")
+        )
         video_frame.pts = self.frames_written
         self._mux(video_frame)
         self.frames_written += 1
@@ -735,6 +740,14 @@ def _quality_options(codec: str, crf: int, preset: str) -> dict[str, str]:
         quantiser = min(31, max(1, round(crf / 6) + 1))  # crf 0 → 1 (best), 18 → 4, 51 → 10
         return {"qmin": str(quantiser), "qmax": str(quantiser)}
     return {}
+
+
+def yuv420_frame(image: np.ndarray) -> av.VideoFrame:
+    """An RGB image [H, W, 3] uint8 (even sides) as the I420 frame H.264 encoders take, converted by
+    OpenCV (BT.601, limited range, as libswscale's): at 720p on this CPU 1.3 ms, against 5.2 for the
+    encoder's own conversion from RGB; for live outputs only, since its chroma is coarser (smooth test
+    frames through lossless H.264: 36.0 dB against 38.9)."""
+    return av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
 
 
 def _pad_to_even(image: np.ndarray) -> np.ndarray:

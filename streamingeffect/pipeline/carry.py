@@ -89,22 +89,21 @@ def spread_person_flow(
     ~15 at 320x180. flow [h, w, 2], person [any size] -> flow [h, w, 2] (and the confidence [h, w],
     when one is given)."""
     height, width = flow.shape[:2]
-    weight = (
-        cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
-    ).astype(np.float32)
-    if not weight.any():
+    on_person = cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    if not on_person.any():
         return flow if confidence is None else (flow, confidence)
+    weight = on_person.astype(np.float32)
     small = (max(1, width // coarse), max(1, height // coarse))
     sigma = spread * max(height, width) / coarse
     mass = cv2.GaussianBlur(cv2.resize(weight, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
     moving = cv2.GaussianBlur(
         cv2.resize(flow * weight[..., None], small, interpolation=cv2.INTER_AREA), (0, 0), sigma
     )
-    mean = (flow * weight[..., None]).sum(axis=(0, 1)) / weight.sum()
+    mean = np.array(cv2.mean(flow, mask=on_person.view(np.uint8))[:2], np.float32)
     spread_flow = np.where(mass[..., None] > 1e-3, moving / np.maximum(mass, 1e-6)[..., None], mean)
     spread_flow = cv2.resize(spread_flow.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
     inside = cv2.GaussianBlur(weight, (0, 0), 1.0)[..., None]  # a soft seam at the person's edge
-    moved = (inside * flow + (1 - inside) * spread_flow).astype(np.float32)
+    moved = spread_flow + inside * (flow - spread_flow)  # float32 throughout
     if confidence is None:
         return moved
     return moved, (inside[..., 0] * confidence + (1 - inside[..., 0])).astype(np.float32)
@@ -276,6 +275,52 @@ def _add_prior(out: np.ndarray, frame: np.ndarray, prior: CarriedPrior) -> None:
     out[rows, cols] = cv2.add(frame[rows, cols], carried, dtype=cv2.CV_8U)  # rounded and saturated
 
 
+def prior_on_window(frame: np.ndarray, prior: CarriedPrior, window: Window, size: int) -> np.ndarray:
+    """What `composite(frame, None, ..., prior=prior)` then ``window.cut(., size)`` give (the frame
+    with the keyframes' carried change, as the model sees it), the change carried on a grid over the
+    window only, at up to its own resolution (a whole multiple of ``size``, at most 2x) and averaged
+    (at 720p the full-resolution composite took 17 ms of a refresh). frame [H, W, 3] uint8 -> [size,
+    size, 3] uint8."""
+    height, width = frame.shape[:2]
+    grid = size * min(2, max(1, round(window.side * prior.scale / size)))  # area-averaged by a whole factor
+    xs, ys = _window_centres(window, grid)  # frame pixels
+    carried = np.zeros((grid, grid, 3), np.float32)
+    for change, flow, keep, weight in prior.keys:
+        (flow_h, flow_w), (change_h, change_w) = flow.shape[:2], change.shape[:2]
+        map_x, map_y = np.meshgrid((xs + 0.5) * flow_w / width - 0.5, (ys + 0.5) * flow_h / height - 0.5)
+        moved = cv2.remap(flow, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        kept = cv2.remap(keep, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        # Where each grid pixel was on the keyframe, in the change's pixels (borders replicated).
+        sample_x = ((xs + 0.5) * change_w / width - 0.5)[None, :] + moved[..., 0] * (change_w / flow_w)
+        sample_y = ((ys + 0.5) * change_h / height - 0.5)[:, None] + moved[..., 1] * (change_h / flow_h)
+        sampled = cv2.remap(change, sample_x, sample_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        carried += (weight * kept)[..., None] * sampled
+    # Averaging is linear: the frame's cut plus the change's average (saturated after averaging).
+    change = cv2.resize(carried, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.add(window.cut(frame, size), change, dtype=cv2.CV_8U)  # rounded and saturated
+
+
+def confidence_on_window(
+    confidence: np.ndarray, frame_size: tuple[int, int], window: Window, size: int
+) -> Any:
+    """``window.cut`` of the confidence [fh, fw] brought to the frame's size, at ``size`` (the latent
+    grid), without making the full-resolution map: sampled on a 4x grid over the window, averaged."""
+    height, width = frame_size
+    flow_h, flow_w = confidence.shape
+    xs, ys = _window_centres(window, 4 * size)
+    map_x, map_y = np.meshgrid((xs + 0.5) * flow_w / width - 0.5, (ys + 0.5) * flow_h / height - 0.5)
+    sampled = cv2.remap(
+        np.asarray(confidence, np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return cv2.resize(sampled, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _window_centres(window: Window, grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """The centres of a grid x grid split of the window, in frame pixels (x [grid], y [grid])."""
+    steps = (np.arange(grid, dtype=np.float32) + 0.5) * window.side / grid - 0.5
+    return window.x0 + steps, window.y0 + steps
+
+
 @dataclass(frozen=True)
 class CarriedPrior:
     """The keyframes' changes and the flows that carry them to one frame (`PriorCarrier.carry`)."""
@@ -286,6 +331,7 @@ class CarriedPrior:
     box: Box | None  # where the carried change can be non-zero, at the carrying resolution
     scale: float = 1.0  # the carrying resolution, as a share of the frame's
     confidence: np.ndarray | None = None  # [fh, fw] the keys' forward-backward confidence, weighted
+    used: tuple[int, ...] = ()  # which of the priors given to `PriorCarrier.carry` these keys are
 
 
 class PriorCarrier:
@@ -310,29 +356,41 @@ class PriorCarrier:
         priors: tuple[tuple[np.ndarray, np.ndarray, float], ...],
         person: np.ndarray | None = None,
         reach: float = NEAR_REACH,
+        checked: bool = True,
     ) -> CarriedPrior | None:
         """priors: (keyframe source [H, W, 3], change [H, W, 3] float, weight) each; ``person``: the
         frame's person mask when the effect is anchored to the person (the change is kept within
-        ``reach`` of them)."""
-        keys, box, total = [], None, None
+        ``reach`` of them). ``checked`` False: no backward flow, so no confidence and no scene-cut
+        check (the per-frame path: the model worker checked these keys on its frame, a few frames ago,
+        and the model's own edit crosses a cut no sooner than they do)."""
+        keys, box, total, used = [], None, None, []
         height, width = view.size
         scale = 1.0 if self.max_pixels is None else min(1.0, (self.max_pixels / (height * width)) ** 0.5)
-        for source, change, weight in priors:
+        for index, (source, change, weight) in enumerate(priors):
             if source.shape[:2] != view.size:
                 return None
             earlier = self._view(source)
             forward = self.carrier.flow(view, earlier)
-            backward = self.carrier.flow(earlier, view)
-            confidence = forward_backward_confidence(forward, backward, self.settings)
-            if confidence.mean() < SCENE_CUT:  # another scene: this key carries nothing here
-                continue
+            confidence = None
+            if checked:
+                backward = self.carrier.flow(earlier, view)
+                confidence = forward_backward_confidence(forward, backward, self.settings)
+                if confidence.mean() < SCENE_CUT:  # another scene: this key carries nothing here
+                    continue
             keep = np.ones(forward.shape[:2], np.float32)
             if person is not None:
-                forward, confidence = spread_person_flow(forward, person, self.settings.spread, confidence)
+                if confidence is None:
+                    forward = spread_person_flow(forward, person, self.settings.spread)
+                else:
+                    forward, confidence = spread_person_flow(
+                        forward, person, self.settings.spread, confidence
+                    )
                 keep = near_person(person, forward.shape[:2], reach)
-            total = weight * confidence if total is None else total + weight * confidence
+            if confidence is not None:
+                total = weight * confidence if total is None else total + weight * confidence
             carried, support = self._carried(change, scale)
             keys.append((carried, forward, keep, weight))
+            used.append(index)
             if support is None:
                 continue
             # The change reaches as far as the flow moves it (in its pixels), and a pixel for bilinear.
@@ -340,7 +398,7 @@ class PriorCarrier:
             flow_scale = max(size[0] / forward.shape[0], size[1] / forward.shape[1])
             grown = grow(support, float(np.abs(forward).max()) * flow_scale + 2, size)
             box = grown if box is None else union(box, grown)
-        return CarriedPrior(keys, box, scale, total)
+        return CarriedPrior(keys, box, scale, total, tuple(used))
 
     def _view(self, source: np.ndarray) -> FrameView:
         cached = self._views.get(id(source))

@@ -28,6 +28,7 @@ import numpy as np
 
 SCENE_CUT = 0.2  # below this mean confidence the frame is another scene than the keyframe's
 NEAR_REACH = 0.15  # an anchored effect's carried change is kept at least this far around the person
+NEAR_SIDE = 64  # `near_person` works at this short side (pixels) and resizes its smooth mask
 
 
 @dataclass(frozen=True)
@@ -115,15 +116,21 @@ class FlowPrior:
 
 def near_person(person: np.ndarray, size: tuple[int, int], reach: float = NEAR_REACH) -> np.ndarray:
     """[H, W] float: 1 on and around the person (``reach`` of the short side, feathered), 0 beyond and
-    everywhere when nobody is in view."""
+    everywhere when nobody is in view. Worked out with the short side at NEAR_SIDE pixels and resized:
+    the mask is smooth at that scale (at 320x180 directly, the wide blur took 7 ms)."""
     height, width = size
-    mask = cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
+    scale = min(1.0, NEAR_SIDE / min(height, width))
+    work_h, work_w = max(1, round(height * scale)), max(1, round(width * scale))
+    mask = cv2.resize(person.astype(np.float32), (work_w, work_h), interpolation=cv2.INTER_LINEAR) > 0.5
     if not mask.any():
         return np.zeros(size, np.float32)
-    radius = max(1, round(reach * min(size)))
+    radius = max(1, round(reach * min(work_h, work_w)))
     # Distance to the person rather than a dilation: a reach of most of the frame stays cheap.
     grown = (cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3) <= radius).astype(np.float32)
-    return cv2.GaussianBlur(grown, (0, 0), radius / 3) * grown
+    near = cv2.GaussianBlur(grown, (0, 0), radius / 3) * grown
+    if (work_h, work_w) == (height, width):
+        return near
+    return cv2.resize(near, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
 def forward_backward_confidence(

@@ -65,6 +65,7 @@ def _guided_pass(
     right: int,
     scope: np.ndarray,
     floor: float,
+    open_cells: np.ndarray,
 ) -> int:
     size = coefficients.shape[0]
     height, width = out.shape[0], out.shape[1]
@@ -77,6 +78,7 @@ def _guided_pass(
     # Bilinear = vertical then horizontal: each output row first blends its two source rows (once per
     # row, over the low resolution's width), then each pixel blends two neighbours of that row.
     coefficient_row = np.empty((size, 8), np.float32)
+    row_open = np.empty(size, np.bool_)
     scope_row = np.empty(scope.shape[1], np.float32)
     changed = 0
     for i in range(rows):
@@ -90,11 +92,19 @@ def _guided_pass(
             continue
         cr, cw = c_row[i], c_row_w[i]
         cr1 = min(cr + 1, top_c)
+        any_open = False
+        for c in range(size):
+            row_open[c] = open_cells[cr, c] or open_cells[cr1, c]
+            any_open = any_open or row_open[c]
+        if not any_open:
+            continue
         for c in range(size):
             for k in range(8):
                 coefficient_row[c, k] = coefficients[cr, c, k] * (1 - cw) + coefficients[cr1, c, k] * cw
         y = top + i
         for j in range(cols):
+            if not (row_open[c_col[j]] or row_open[min(c_col[j] + 1, top_c)]):
+                continue  # the gate is exactly 0 here (no open cell within the filter's reach)
             sc, scw = s_col[j], s_col_w[j]
             bound = scope_row[sc] * (1 - scw) + scope_row[min(sc + 1, top_s_col)] * scw
             if bound <= 0.0:
@@ -203,8 +213,10 @@ def apply_guided_edit(
 ) -> int:
     """Composite in place (module docstring): out [H, W, 3] uint8 (its own gray is the guide), a and
     b [r, r, 4] float32 (change 3 + gate), ``box`` (rows, cols) of the frame, scope [h, w] float32 at
-    any resolution. Returns the number of pixels changed."""
+    any resolution. Returns the number of pixels changed. Pixels whose two nearest coefficient cells
+    on each axis all have a = b = 0 for the gate (the gate is exactly 0 there) are skipped unread."""
     rows, cols = box
+    open_cells = (a[..., 3] != 0) | (b[..., 3] != 0)  # [r, r]
     coefficients = np.ascontiguousarray(np.concatenate([a, b], axis=-1), dtype=np.float32)
     return int(
         _guided_pass(
@@ -219,5 +231,6 @@ def apply_guided_edit(
             cols.stop,
             np.ascontiguousarray(scope, dtype=np.float32),
             float(floor),
+            np.ascontiguousarray(open_cells, dtype=np.bool_),
         )
     )
