@@ -219,7 +219,8 @@ def test_refreshing_on_every_frame_gives_the_every_frame_streams_output(
     with EffectStream(bundle, options) as every:
         every.set_effect("glow_aura_gold")
         expected = [out for frame in frames[:5] for out in every.push(frame)]
-    with DecoupledStream(bundle, DecoupledOptions(options, refresh_every=1, refresh_lag=0)) as decoupled:
+    exact = DecoupledOptions(options, refresh_every=1, refresh_lag=0, segment_every=1)
+    with DecoupledStream(bundle, exact) as decoupled:
         decoupled.set_effect("glow_aura_gold")
         got = [out for frame in frames[:5] for out in decoupled.push(frame)]
     assert len(got) == len(expected) == 5
@@ -359,3 +360,24 @@ def test_the_measured_precision_matches_fp32(monkeypatch: pytest.MonkeyPatch) ->
         difference = (result - reference).abs()
         assert difference.max() <= 0.02 and difference.mean() <= 0.003
     assert not torch.equal(bf16, reference)  # bf16 did run
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_the_person_is_segmented_on_every_kth_frame(
+    bundle: ModelBundle, frames: list[np.ndarray], every: int
+) -> None:
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    with DecoupledStream(bundle, DecoupledOptions(refresh_every=2, segment_every=every)) as stream:
+        stream.set_effect("glow_aura_gold")
+        parser, calls = stream._parser, []
+
+        def counted(image, landmarks, index=0):  # type: ignore[no-untyped-def]
+            calls.append(index)
+            return parser(image, landmarks, index=index)
+
+        stream._parser = counted  # type: ignore[assignment]
+        outputs = [stream.push(frame)[0] for frame in frames[:6]]
+        stream._parser = parser  # closed with the stream
+    assert calls == list(range(0, 6, every))
+    assert all(out.shape == frames[0].shape for out in outputs)

@@ -376,8 +376,8 @@ def _check_engine(config: RunConfig) -> None:
 
 # A file processed as fast as it goes (not paced): the model refreshes synchronously on every third
 # frame and its edit is used from that frame on, so every frame carries the effect from the first one
-# and the output does not depend on the machine's speed.
-FILE_RATE = DecoupledOptions(refresh_every=3, refresh_lag=0)
+# and the output does not depend on the machine's speed; every frame is segmented.
+FILE_RATE = DecoupledOptions(refresh_every=3, refresh_lag=0, segment_every=1)
 
 
 def _prepare_stream(
