@@ -30,7 +30,7 @@ from streamingeffect.pipeline.flow_prior import (
     forward_backward_confidence,
     near_person,
 )
-from streamingeffect.pipeline.fused import apply_guided_edit, carry_change
+from streamingeffect.pipeline.fused import apply_guided_edit
 
 Box = tuple[slice, slice]  # (rows, cols) of the frame
 DEFAULT_GUIDED = GuidedFilter()
@@ -226,8 +226,8 @@ def composite(
     guided: GuidedFilter | None = DEFAULT_GUIDED,
     prior: CarriedPrior | None = None,
 ) -> np.ndarray:
-    """`edit.apply_edit`, in fused passes over only the boxes where something is added
-    (`fused.add_carried_change`, `fused.apply_guided_edit`): frame [H, W, 3] uint8 + the keyframes'
+    """`edit.apply_edit`, in passes over only the boxes where something is added (`carry_change`
+    and `fused.apply_guided_edit`): frame [H, W, 3] uint8 + the keyframes'
     carried change (``prior``) + its low-resolution edit -> the edited frame [H, W, 3] uint8 (a new
     array; exactly the frame where the scope and the prior are 0).
 
@@ -273,6 +273,36 @@ def _add_prior(out: np.ndarray, frame: np.ndarray, prior: CarriedPrior) -> None:
             carried, (cols.stop - cols.start, rows.stop - rows.start), interpolation=cv2.INTER_LINEAR
         )
     out[rows, cols] = cv2.add(frame[rows, cols], carried, dtype=cv2.CV_8U)  # rounded and saturated
+
+
+def carry_change(keys: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], box: Box) -> np.ndarray | None:
+    """The keyframes' changes carried to the current frame over ``box`` of the changes' grid: [h, w, 3]
+    float32, the sum of weight * keep * change(x + flow) (`FlowPrior`'s prior, at the changes'
+    resolution; borders replicated). keys: (change [H, W, 3] float32, flow [fh, fw, 2] from the
+    current frame to the keyframe in flow pixels, keep [fh, fw], weight), all changes of one size.
+    None when no key is usable. (OpenCV's remap: 4.3 ms at 640x360 against 6.4 for a numba loop.)"""
+    rows, cols = box
+    carried = None
+    for change, flow, keep, weight in keys:
+        (flow_h, flow_w), (height, width) = flow.shape[:2], change.shape[:2]
+        if height < 2 or width < 2:
+            continue
+        # Where each pixel was on the keyframe, in the change's pixels: a map at the flow's resolution,
+        # upsampled (bilinear interpolation of a linear grid keeps it exact).
+        grid_x = (np.arange(flow_w, dtype=np.float32) + 0.5) * width / flow_w - 0.5
+        grid_y = (np.arange(flow_h, dtype=np.float32) + 0.5) * height / flow_h - 0.5
+        low = np.empty((flow_h, flow_w, 2), np.float32)
+        low[..., 0] = grid_x[None, :] + flow[..., 0] * (width / flow_w)
+        low[..., 1] = grid_y[:, None] + flow[..., 1] * (height / flow_h)
+        where = cv2.resize(low, (width, height), interpolation=cv2.INTER_LINEAR)[rows, cols]
+        moved = cv2.remap(
+            np.asarray(change, np.float32), where, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        if not (keep == 1).all():
+            moved *= cv2.resize(keep, (width, height), interpolation=cv2.INTER_LINEAR)[rows, cols, None]
+        moved *= weight
+        carried = moved if carried is None else carried + moved
+    return carried
 
 
 def prior_on_window(frame: np.ndarray, prior: CarriedPrior, window: Window, size: int) -> np.ndarray:
@@ -338,8 +368,8 @@ class PriorCarrier:
     """`FlowPrior`'s prior for the per-frame path: each keyframe's change carried to the current frame
     along low-resolution flow (outside the person, the person's flow spread outward, for anchored
     effects, and kept only near the person), with a forward-backward confidence for the model; a key
-    whose frame is another scene (`SCENE_CUT`) carries nothing. The full-resolution sampling happens
-    fused in `composite`, only inside the box the keyframe's change can reach."""
+    whose frame is another scene (`SCENE_CUT`) carries nothing. The sampling of the change happens in
+    `composite`, only inside the box the keyframe's change can reach."""
 
     def __init__(
         self, carrier: EditCarrier, settings: FlowSettings | None = None, max_pixels: float | None = None

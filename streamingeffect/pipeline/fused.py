@@ -1,21 +1,17 @@
-"""The full-resolution end of the per-frame path as compiled passes over the pixels (numba).
+"""The full-resolution end of the per-frame path as a compiled pass over the pixels (numba).
 
 In numpy or OpenCV the fast guided filter's application and the composite take about a dozen passes
 over float arrays of the window's size (measured at 720p on this CPU: 37 ms with OpenCV's vectorised
 calls, 72 ms with numpy, against the frame's 33 ms); fused, each pixel is read and written once and
-pixels outside the scope are skipped. Two passes, each over its own box of the frame:
+pixels outside the scope, or where the gate is exactly 0, are skipped.
 
-- `carry_change` (the flow prior): ``keep * change(x + flow)`` summed over the keyframes, flow and
-  keep (where the change stays: 1, or near the person) bilinearly upsampled from their low
-  resolution, the keyframe's change sampled bilinearly (borders replicated) — `FlowPrior`'s carry,
-  at the change's resolution.
-- `apply_guided_edit`: the scope and the fast guided filter's coefficients sampled bilinearly from
-  their low resolutions, the guide the pixel's own gray (OpenCV's fixed-point RGB -> gray),
-  ``value = a * guide + b`` for the change (3 channels) and the gate, ``gate = clip(gate, 0, 1) *
-  scope`` (0 below ``floor``), ``out = round(out + 255 * gate * change)``.
-
-Every result is rounded to the nearest integer and saturated to 0..255; pixels where nothing is
-added are not touched. Sampling follows cv2.resize's pixel-centre convention.
+`apply_guided_edit`: the scope and the fast guided filter's coefficients sampled bilinearly from
+their low resolutions, the guide the pixel's own gray (OpenCV's fixed-point RGB -> gray),
+``value = a * guide + b`` for the change (3 channels) and the gate, ``gate = clip(gate, 0, 1) *
+scope`` (0 below ``floor``), ``out = round(out + 255 * gate * change)``, rounded to the nearest
+integer and saturated to 0..255; pixels where nothing is added are not touched. Sampling follows
+cv2.resize's pixel-centre convention. (The keyframe prior's carry is a gather that OpenCV's remap
+does faster than a compiled loop: `carry.carry_change`.)
 """
 
 from __future__ import annotations
@@ -125,81 +121,6 @@ def _guided_pass(
                 out[y, x, channel] = min(max(np.rint(result), 0.0), 255.0)
             changed += 1
     return changed
-
-
-@njit(cache=True, fastmath=True, nogil=True)
-def _carry_pass(
-    change: np.ndarray,
-    flow: np.ndarray,
-    keep: np.ndarray,
-    weight: float,
-    top: int,
-    left: int,
-    carried: np.ndarray,
-) -> None:
-    """carried[y - top, x - left] += weight * keep(x) * change(x + flow(x)) for the box of
-    ``carried``'s size at (top, left) in ``change``'s frame (flow and keep at their own
-    resolution, spanning that frame)."""
-    height, width = change.shape[0], change.shape[1]
-    flow_h, flow_w = flow.shape[0], flow.shape[1]
-    rows, cols = carried.shape[0], carried.shape[1]
-    f_row, f_row_w = _axis(rows, top, 0.0, flow_h / height, flow_h)
-    f_col, f_col_w = _axis(cols, left, 0.0, flow_w / width, flow_w)
-    one = np.float32(1.0)
-    scale_x, scale_y = np.float32(width / flow_w), np.float32(height / flow_h)
-    x_max, y_max = np.float32(width - 1), np.float32(height - 1)
-    top_f_row, top_f_col = flow_h - 1, flow_w - 1
-    # Each output row first blends its two flow rows (flow resolution), then each pixel two columns.
-    row_values = np.empty((flow_w, 3), np.float32)  # dx, dy, weight * keep
-    for i in range(rows):
-        fr, fw = f_row[i], f_row_w[i]
-        fr1 = min(fr + 1, top_f_row)
-        for c in range(flow_w):
-            row_values[c, 0] = flow[fr, c, 0] * (one - fw) + flow[fr1, c, 0] * fw
-            row_values[c, 1] = flow[fr, c, 1] * (one - fw) + flow[fr1, c, 1] * fw
-            row_values[c, 2] = weight * (keep[fr, c] * (one - fw) + keep[fr1, c] * fw)
-        y = np.float32(top + i)
-        for j in range(cols):
-            fc, fcw = f_col[j], f_col_w[j]
-            fc1 = min(fc + 1, top_f_col)
-            kept = row_values[fc, 2] * (one - fcw) + row_values[fc1, 2] * fcw
-            if kept == 0.0:
-                continue
-            dx = row_values[fc, 0] * (one - fcw) + row_values[fc1, 0] * fcw
-            dy = row_values[fc, 1] * (one - fcw) + row_values[fc1, 1] * fcw
-            sx = min(max(np.float32(left + j) + dx * scale_x, np.float32(0.0)), x_max)  # borders replicated
-            sy = min(max(y + dy * scale_y, np.float32(0.0)), y_max)
-            x_low, y_low = min(int(sx), width - 2), min(int(sy), height - 2)
-            wx, wy = sx - x_low, sy - y_low
-            for channel in range(3):
-                a, b = change[y_low, x_low, channel], change[y_low, x_low + 1, channel]
-                c, d = change[y_low + 1, x_low, channel], change[y_low + 1, x_low + 1, channel]
-                upper = a + (b - a) * wx
-                carried[i, j, channel] += kept * (upper + (c + (d - c) * wx - upper) * wy)
-
-
-def carry_change(keys: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], box: Box) -> np.ndarray | None:
-    """The keyframes' changes carried to the current frame over ``box``: [h, w, 3] float32, the sum of
-    weight * keep * change(x + flow) (`FlowPrior`'s prior, at the changes' resolution). keys:
-    (change [H, W, 3] float32, flow [fh, fw, 2] from the current frame to the keyframe in flow pixels,
-    keep [fh, fw], weight), all changes of one size. None when no key is usable."""
-    rows, cols = box
-    carried = np.zeros((rows.stop - rows.start, cols.stop - cols.start, 3), np.float32)
-    used = False
-    for change, flow, keep, weight in keys:
-        if change.shape[0] < 2 or change.shape[1] < 2:
-            continue
-        _carry_pass(
-            np.ascontiguousarray(change, dtype=np.float32),
-            np.ascontiguousarray(flow, dtype=np.float32),
-            np.ascontiguousarray(keep, dtype=np.float32),
-            float(weight),
-            rows.start,
-            cols.start,
-            carried,
-        )
-        used = True
-    return carried if used else None
 
 
 def apply_guided_edit(
