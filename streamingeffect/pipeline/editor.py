@@ -158,6 +158,11 @@ class FrameEditor:
         """The model takes the flow prior (a keyframe's change carried to each frame)."""
         return self.bundle.net.config.prior
 
+    @property
+    def keyframe(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the keyframe's source frame [H, W, 3] uint8, its change [H, W, 3] float32), or None."""
+        return self._keyframe
+
     def set_keyframe(self, source: np.ndarray | None, edited: np.ndarray | None, crossfade: int = 0) -> None:
         """The keyframe whose change the flow prior carries (None, None: no keyframe). ``crossfade``: over
         that many frames the prior moves from the old keyframe's to the new one's (a refresh of the same

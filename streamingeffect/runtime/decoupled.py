@@ -178,6 +178,9 @@ class _Job:
     generation: int
 
 
+_PriorKey = tuple[np.ndarray, np.ndarray, float]  # a keyframe's source, its change, its weight
+
+
 @dataclass(frozen=True)
 class ModelEdit:
     """One model refresh: the edit of one frame at the model's resolution, and what carries it on."""
@@ -185,9 +188,7 @@ class ModelEdit:
     edit: LowResEdit | None  # None: the keyframe prior alone, published before the model's first edit
     view: FrameView  # the frame's gray views (flow to later frames starts here)
     scope: np.ndarray  # [h, w] the effect's scope on that frame at parse resolution
-    priors: tuple[
-        tuple[np.ndarray, np.ndarray, float], ...
-    ]  # keyframes (source, change, weight) it came from
+    priors: tuple[_PriorKey, ...]  # the keyframes it came from
     index: int
     generation: int
     made_at: float
@@ -341,26 +342,17 @@ class _Refresher(EffectStream):
 
     def refresh(self, jobs: tuple[_Job, ...], early: Callable[[ModelEdit], None] | None = None) -> ModelEdit:
         """The newest frames (one per chunk frame, the last is the one the edit is for) -> its edit.
-        ``early``: handed the keyframe prior alone as soon as the frames are prepared, before the
-        transformer and the decoder run (the first frames of an effect then carry it sooner)."""
+        ``early``: handed the keyframe prior alone before the model runs: a catalog keyframe as soon as
+        it is drawn on the frame, any keyframe once the frames are prepared (the first frames of an
+        effect then carry it sooner)."""
         for job in jobs:
             if self._stats.started is None:
                 self._stats.started = job.pushed_at
             self._stats.frames_in += 1
-            self._pending.append(self._prepare_parsed(job))
+            self._pending.append(self._prepare_parsed(job, early))
         prepared = self._pending[-1]
         if early is not None and prepared.prior_keys:
-            early(
-                ModelEdit(
-                    edit=None,
-                    view=jobs[-1].view,
-                    scope=self._editor.request.scope.mask(prepared.parse.parts.regions),
-                    priors=prepared.prior_keys,
-                    index=jobs[-1].index,
-                    generation=jobs[-1].generation,
-                    made_at=time.perf_counter(),
-                )
-            )
+            early(self._prior_only(jobs[-1], prepared.parse, prepared.prior_keys))
         frames, lows = self._model_chunk()
         frame, low = frames[-1], lows[-1]
         self._stats.frames_out += 1
@@ -377,11 +369,26 @@ class _Refresher(EffectStream):
             made_at=time.perf_counter(),
         )
 
-    def _prepare_parsed(self, job: _Job) -> PreparedFrame:
+    def _prior_only(self, job: _Job, parse: LiveParse, priors: tuple[_PriorKey, ...]) -> ModelEdit:
+        """The keyframe prior of ``job``'s frame with no model edit (shown until the model's first)."""
+        return ModelEdit(
+            edit=None,
+            view=job.view,
+            scope=self._editor.request.scope.mask(parse.parts.regions),
+            priors=priors,
+            index=job.index,
+            generation=job.generation,
+            made_at=time.perf_counter(),
+        )
+
+    def _prepare_parsed(self, job: _Job, early: Callable[[ModelEdit], None] | None = None) -> PreparedFrame:
         """`EffectStream._prepare` with the per-frame path's parse where it suffices (no landmarks)."""
         with _Timer(self._stats, "parse"):
             parse = self._editor.parse(job.image) if self._editor.request.needs_landmarks else job.parse
             self._refresh_catalog_keyframe(job.image, parse)
+        keyframe = self._editor.keyframe if self._editor.uses_prior else None
+        if early is not None and keyframe is not None and keyframe[0] is job.image:  # drawn just now
+            early(self._prior_only(job, parse, ((*keyframe, 1.0),)))
         with _Timer(self._stats, "encode"):
             frame = self._editor.prepare(job.image, job.pushed_at, parse)
         if self._size is None:
