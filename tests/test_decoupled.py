@@ -209,6 +209,30 @@ def test_a_catalog_keyframe_is_shown_before_the_models_first_edit(
     assert before["first_model_edit_ms"] is None
 
 
+def test_the_first_frame_of_a_catalog_effect_carries_its_keyframe_at_once(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    """A prior model, a worker that never gets to it: the first output already shows the effect (its
+    keyframe drawn on the per-frame path), and the next frames carry it by flow."""
+    from streamingeffect.runtime.decoupled import DecoupledStream
+
+    release = threading.Event()
+    with DecoupledStream(ModelBundle.load(_student(tmp_path / "prior", prior=True))) as stream:
+        stream.set_effect("glow_aura_gold")
+        refresh = stream._refresher.refresh
+
+        def stuck(jobs, early=None):  # type: ignore[no-untyped-def]
+            assert release.wait(timeout=120), "the test never released the model"
+            return refresh(jobs, early)
+
+        stream._refresher.refresh = stuck  # type: ignore[method-assign]
+        outputs = [stream.push(frame)[0] for frame in frames[:3]]
+        stats = stream.stats()
+        release.set()
+    assert all(not np.array_equal(out, frame) for out, frame in zip(outputs, frames, strict=False))
+    assert stats["refreshes"] == 0 and stats["edited_share"] == 1.0
+
+
 def test_refreshing_on_every_frame_gives_the_every_frame_streams_output(
     bundle: ModelBundle, frames: list[np.ndarray]
 ) -> None:

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from streamingeffect.data.dataset import to_signed
-from streamingeffect.effects import make_effect
+from streamingeffect.effects import Category, Effect, make_effect
 from streamingeffect.io.images import to_rgb
 from streamingeffect.parsing.live import LiveParse, LiveParser
 from streamingeffect.parsing.masks import region_masks
@@ -285,6 +285,19 @@ class _CarryingEditor(FrameEditor):
         frame.guide = gray(cut)
 
 
+def draw_keyframe(renderer: Effect, image: np.ndarray, parse: LiveParse) -> tuple[np.ndarray, bool]:
+    """A catalog effect drawn on ``image`` [H, W, 3] at the renderer's size, its change brought back to
+    the frame's size -> (the edited frame [H, W, 3] uint8, whether the drawing changed anything)."""
+    size = (renderer.height, renderer.width)
+    small = image if size == image.shape[:2] else cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+    drawn = renderer.render(small, LiveParse(parse.parts, size).parts_at_frame_size())
+    changed = not np.array_equal(drawn, small)
+    if small is image:
+        return drawn, changed
+    change = cv2.resize(drawn.astype(np.int16) - small, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    return np.clip(image + change, 0, 255).astype(np.uint8), changed
+
+
 class _Refresher(EffectStream):
     """`EffectStream`'s model path, one refresh at a time, returning the edit at the model's resolution
     instead of a composited frame (so the student runs exactly as in the every-frame stream)."""
@@ -313,17 +326,8 @@ class _Refresher(EffectStream):
         size = self._drawing_size(image.shape[:2])
         if (self._renderer.height, self._renderer.width) != size:
             self._renderer = make_effect(self._request.category, self.options.seed, size)
-        small = (
-            image if size == image.shape[:2] else cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
-        )
-        drawn = self._renderer.render(small, LiveParse(parse.parts, size).parts_at_frame_size())
-        self._empty_keyframe = np.array_equal(drawn, small)
-        edited = drawn
-        if small is not image:  # the drawn change, brought to the frame's size
-            change = cv2.resize(
-                drawn.astype(np.int16) - small, image.shape[1::-1], interpolation=cv2.INTER_LINEAR
-            )
-            edited = np.clip(image + change, 0, 255).astype(np.uint8)
+        edited, changed = draw_keyframe(self._renderer, image, parse)
+        self._empty_keyframe = not changed
         self._set_keyframe((image, edited), 0 if due else self.options.crossfade)
         self._since_keyframe = 1
 
@@ -458,6 +462,8 @@ class DecoupledStream:
         self._scheduled: deque[tuple[int, ModelEdit]] = deque()  # synchronous mode: (shown from, edit)
         self._last: tuple[np.ndarray, LiveParse] | None = None
         self._model_lock = threading.Lock()  # a refresh, or a control change: one at a time
+        self._publish_lock = threading.Lock()  # the newest result: written by both threads
+        self._instant: Category | None = None  # a catalog effect whose first keyframe this thread draws
         self._error: BaseException | None = None
         self._inbox = _Inbox()
         self._delivered = threading.Event()  # set by the worker after each refresh (or failure)
@@ -492,12 +498,15 @@ class DecoupledStream:
             self._refresher.set_effect(id_or_prompt)
             self._request = request
             self._new_generation()
+        # A prior model shows a catalog keyframe as the effect: drawn on this thread for the first frame.
+        self._instant = request.category if self.bundle.net.config.prior and self.threaded else None
 
     def set_keyframe(self, source_frame: Any, edited_frame: Any) -> None:
         """An edited frame (and the frame it was edited from) becomes the reference."""
         with self._model_lock:
             self._refresher.set_keyframe(source_frame, edited_frame)
             self._keyframe_set = True
+            self._instant = None  # a painted keyframe wins over the catalog's
             if self._request is None:
                 self._request = EffectRequest.keyframe_only()
             self._new_generation()
@@ -589,6 +598,8 @@ class DecoupledStream:
         job = _Job(index, image, parse, view, now, self._generation)
         self._recent.append(job)
         made = self._schedule(job)
+        if made is None and self._instant is not None:
+            made = self._instant_keyframe(job)
         output = self._compose(image, view, parse, made, index)
         self._record(now, made, index)
         return [output]
@@ -706,14 +717,16 @@ class DecoupledStream:
                     self._error = error
                     self._delivered.set()
                     continue
-                self._published = made
+                with self._publish_lock:
+                    self._published = made
                 self._delivered.set()
 
     def _publish_prior(self, made: ModelEdit) -> None:
-        """The worker's early result: shown only until the effect has a model edit."""
-        current = self._published
-        if current is None or current.generation != made.generation:
-            self._published = made
+        """An early result (the keyframe prior alone): shown only until the effect has a model edit."""
+        with self._publish_lock:
+            current = self._published
+            if current is None or current.generation != made.generation:
+                self._published = made
 
     def _timed_refresh(
         self, jobs: tuple[_Job, ...], early: Callable[[ModelEdit], None] | None = None
@@ -747,6 +760,24 @@ class DecoupledStream:
         while self._scheduled and self._scheduled[0][0] <= job.index:
             self._published = self._scheduled.popleft()[1]
         return self._published
+
+    def _instant_keyframe(self, job: _Job) -> ModelEdit | None:
+        """The catalog effect's keyframe drawn on this frame, here (a few tens of ms, once per effect,
+        instead of a frame time or more while the worker gets to it), and shown until the worker's
+        first result. None while the effect's anchor is not in view (tried again next frame)."""
+        category = self._instant
+        assert category is not None
+        size = self._refresher._drawing_size(job.image.shape[:2])
+        edited, changed = draw_keyframe(
+            make_effect(category, self.options.stream.seed, size), job.image, job.parse
+        )
+        if not changed:
+            return None
+        self._instant = None
+        change = edited.astype(np.float32) - job.image.astype(np.float32)
+        self._publish_prior(self._refresher._prior_only(job, job.parse, ((job.image, change, 1.0),)))
+        made = self._published
+        return made if made is not None and made.generation == self._generation else None
 
     def _segment(self, image: np.ndarray, index: int) -> LiveParse:
         """This frame's person parse, or on the frames between segmentations the newest one."""
