@@ -329,6 +329,7 @@ def _bench_stream(args: argparse.Namespace) -> None:
             seconds=args.seconds,
             report=Path(args.report) if args.report else None,
             command=" ".join(["streamingeffect", *sys.argv[1:]]),
+            repeats=args.repeats,
         )
         return
     run_stream_benchmark(

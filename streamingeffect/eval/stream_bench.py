@@ -231,10 +231,13 @@ def run_scaling_benchmark(
     command: str,
     sizes: tuple[tuple[int, int], ...] = SCALING_SIZES,
     compare_every_frame: tuple[int, int] | None = (1280, 720),
+    repeats: int = 1,
 ) -> str:
     """`run --realtime` at 30 fps on a real clip at each size, decoupled rates (and, at one size, the
     model on every frame for comparison): output fps, frames answered, model refreshes, latency from
-    arrival, first frame, peak RSS, stage shares, the transformer's share of the matmul peak."""
+    arrival, first frame, peak RSS, stage shares, the transformer's share of the matmul peak. With
+    ``repeats`` > 1 every setting runs that many times (the rounds interleaved) and each figure is the
+    median over its runs; the frames answered also show their range."""
     import torch
 
     from streamingeffect.docs import replace_section
@@ -242,16 +245,20 @@ def run_scaling_benchmark(
     from streamingeffect.precision import cpu_flags_summary, measured_choice
 
     load_before = _load()
-    runs: list[tuple[str, tuple[int, int], dict[str, Any]]] = []
+    settings = [("decoupled", size) for size in sizes]
+    if compare_every_frame is not None:
+        settings.insert(sizes.index(compare_every_frame) + 1, ("every-frame", compare_every_frame))
+    results: dict[tuple[str, tuple[int, int]], list[dict[str, Any]]] = {key: [] for key in settings}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for width, height in sizes:
-            clip = write_test_clip(folder / f"clip{height}p.mp4", (width, height), seconds)
-            runs.append(("decoupled", (width, height), _run_paced(clip, effect, model, "decoupled", folder)))
-            if compare_every_frame == (width, height):
-                runs.append(
-                    ("every-frame", (width, height), _run_paced(clip, effect, model, "every-frame", folder))
-                )
+        clips = {
+            size: write_test_clip(folder / f"clip{size[1]}p.mp4", size, seconds)
+            for size in dict.fromkeys(sizes)
+        }
+        for _ in range(repeats):
+            for rate, size in settings:
+                results[(rate, size)].append(_run_paced(clips[size], effect, model, rate, folder))
+    runs = [(rate, size, _median_run(results[(rate, size)])) for rate, size in settings]
     load_after = _load()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the model worker's thread count (runtime.decoupled.ThreadPlan)
@@ -273,9 +280,11 @@ def run_scaling_benchmark(
         f"and back for {seconds:.0f} s at 30 fps, paced as a live camera (`--realtime`: a frame the stream "
         f"has not taken when the next arrives is dropped); effect `{effect}`, model `{model}`; output an "
         "mp4 (libx264 ultrafast, zerolatency settings). Each run is its own process, warmed up before the "
-        "first frame. *Decoupled*: every frame goes through the per-frame path (segmentation, flow, the "
-        "newest model edit warped, guided upsampling, composite) while the model worker refreshes the "
-        "edit on the newest frame on its own thread; *every frame*: the model on each frame it takes.",
+        f"first frame{_repeats_note(repeats)}. *Decoupled*: every frame goes through the per-frame path "
+        "(person segmentation on every second frame, flow, the newest model edit warped, the keyframe "
+        "prior carried, guided upsampling, composite) while the model worker refreshes the edit on the "
+        "newest frame on its own thread; a catalog effect's first keyframe is drawn on the per-frame "
+        "path and shown at once; *every frame*: the model on each frame it takes.",
         "",
         "| | " + " | ".join(f"{h}p {rate}" for rate, (w, h), _ in runs) + " |",
         "|---|" + "---:|" * len(runs),
@@ -286,6 +295,8 @@ def run_scaling_benchmark(
 
     row("output fps (frames written / wall time)", lambda r: f"{r['end_to_end_fps']:.1f}")
     row("frames answered (of those the camera offered)", lambda r: f"{100 * r['answered_share']:.1f}%")
+    if repeats > 1:
+        row("frames answered: lowest - highest run", lambda r: r["answered_range"])
     row("model refreshes per second", lambda r: _refreshes(r))
     row(
         "per-frame path / model refresh p50 (ms)",
@@ -323,6 +334,34 @@ def run_scaling_benchmark(
     if report is not None:
         replace_section(report, "stream-scaling", text)
     return text
+
+
+def _repeats_note(repeats: int) -> str:
+    if repeats == 1:
+        return ""
+    return (
+        f"; each setting ran {repeats} times, rounds interleaved, and each figure is the median of its runs"
+    )
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median of several runs of one setting, figure by figure, with the range of frames answered."""
+    shares = [run["answered_share"] for run in runs]
+    return _median_figures(runs) | {"answered_range": f"{100 * min(shares):.0f}% - {100 * max(shares):.0f}%"}
+
+
+def _median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each numeric figure's median over the runs (tables of figures key by key); others: the first's."""
+    merged: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        values = [run[key] for run in runs]
+        if isinstance(value, dict):
+            merged[key] = _median_figures(values)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and None not in values:
+            merged[key] = float(np.median(values))
+        else:
+            merged[key] = value
+    return merged
 
 
 def _first_model_edit(result: dict[str, Any]) -> str:
