@@ -300,7 +300,8 @@ def carry_change(keys: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], b
         )
         if not (keep == 1).all():
             moved *= cv2.resize(keep, (width, height), interpolation=cv2.INTER_LINEAR)[rows, cols, None]
-        moved *= weight
+        if weight != 1.0:
+            moved *= weight
         carried = moved if carried is None else carried + moved
     return carried
 
