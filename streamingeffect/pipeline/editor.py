@@ -171,7 +171,7 @@ class FrameEditor:
         if source is None or edited is None:
             self._keyframe = None
         else:
-            self._keyframe = (source, edited.astype(np.float32) - source.astype(np.float32))
+            self._keyframe = (source, cv2.subtract(edited, source, dtype=cv2.CV_32F))
         keep = crossfade > 0 and old is not None and self._keyframe is not None
         self._fading, self._fade = (old, (0, crossfade)) if keep else (None, (0, 0))
 

@@ -294,8 +294,10 @@ def draw_keyframe(renderer: Effect, image: np.ndarray, parse: LiveParse) -> tupl
     changed = not np.array_equal(drawn, small)
     if small is image:
         return drawn, changed
-    change = cv2.resize(drawn.astype(np.int16) - small, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    return np.clip(image + change, 0, 255).astype(np.uint8), changed
+    change = cv2.resize(
+        cv2.subtract(drawn, small, dtype=cv2.CV_16S), image.shape[1::-1], interpolation=cv2.INTER_LINEAR
+    )
+    return cv2.add(image, change, dtype=cv2.CV_8U), changed  # saturated
 
 
 class _Refresher(EffectStream):
@@ -774,7 +776,7 @@ class DecoupledStream:
         if not changed:
             return None
         self._instant = None
-        change = edited.astype(np.float32) - job.image.astype(np.float32)
+        change = cv2.subtract(edited, job.image, dtype=cv2.CV_32F)
         self._publish_prior(self._refresher._prior_only(job, job.parse, ((job.image, change, 1.0),)))
         made = self._published
         return made if made is not None and made.generation == self._generation else None
