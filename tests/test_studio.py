@@ -199,8 +199,8 @@ def test_the_decoupled_studio_answers_every_frame_and_the_effect_arrives(
                 frame = frames[index % len(frames)]
                 (out,) = _stream(socket, [frame], 1)
                 edited += int(np.abs(out.astype(int) - frame).mean() > 2)  # (JPEG both ways: ~1)
-                landed = edited >= 3 and index % 10 == 0  # and the model's edit has landed too
-                if landed and call(base, "GET", f"/api/sessions/{session}/stats")[1]["refreshes"] >= 1:
+                ask = edited >= 3 and index % 10 == 0  # the effect shows: has a model edit landed too?
+                if ask and call(base, "GET", f"/api/sessions/{session}/stats")[1]["refreshes"] >= 1:
                     break
                 time.sleep(1 / 30)
             stats = call(base, "GET", f"/api/sessions/{session}/stats")[1]
