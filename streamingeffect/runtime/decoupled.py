@@ -10,19 +10,24 @@
 Two paths run side by side, as Deep Feature Flow runs its heavy network on keyframes only and
 carries the result by flow to the frames between:
 
-- **Per frame, at the input's rate** (the caller's thread): person segmentation at a small size,
-  low-resolution flow from this frame to the frame the newest model edit was made on, that edit's
-  change and gate warped along the flow at the model's resolution (`pipeline.carry`), the keyframe
-  prior carried to this frame when the model takes one, guided upsampling and compositing inside the
-  box where the gate is open. It never waits for the model: each push returns its frame.
+- **Per frame, at the input's rate** (the caller's thread): person segmentation at a small size
+  (``segment_every``-th frames; the others reuse the newest mask), low-resolution flow from this
+  frame to the frame the newest model edit was made on, that edit's change and gate warped along the
+  flow at the model's resolution (`pipeline.carry`), the keyframe prior carried to this frame when the
+  model takes one (only the keys the worker found on its frame's scene: no backward flow here),
+  guided upsampling and compositing inside the box where the gate is open. It never waits for the
+  model: each push returns its frame.
 - **The model worker, at its own rate** (a thread): takes the newest frame, runs the causal student
   exactly as `EffectStream` does (parse with landmarks where the effect needs them, the catalog
   keyframe, encode, the rollout with its KV cache, delta decode, gate) and publishes the result; the
-  per-frame path picks it up at its next frame. Until the first edit arrives frames pass through.
+  per-frame path picks it up at its next frame. A prior model takes a catalog effect as its keyframe:
+  the first one is drawn on the per-frame path and shown at once, and until the model's first edit
+  the keyframe prior alone is shown (the worker publishes it as soon as it has drawn or prepared
+  one); with no keyframe, frames pass through until then.
 
 Threads are split on purpose (`ThreadPlan`): the model worker's torch runs on one thread (two torch
 threads on a loaded 2-core machine made a 40 ms step take seconds: OpenMP spin-waits fighting the
-per-frame path), OpenCV on one, and the interpreter hands the GIL over every half millisecond so the
+per-frame path), OpenCV on one, and the interpreter hands the GIL over every 0.1 ms so the
 per-frame thread is not held up by the worker's Python.
 
 For evaluation and tests the worker can instead run synchronously on every k-th frame with a lag of
@@ -414,7 +419,7 @@ class _FrameStats:
     frames_out: int = 0
     dropped: int = 0
     restarts: int = 0
-    edited: int = 0  # outputs that carry a model edit
+    edited: int = 0  # outputs that carry the effect (a keyframe prior or a model edit)
     first_output_ms: float | None = None
     first_edit_ms: float | None = None  # the first output with the effect (the keyframe prior, or more)
     first_model_ms: float | None = None  # the first output with a model edit
@@ -668,7 +673,7 @@ class DecoupledStream:
             "restarts": s.restarts,
             "sink_updates": model["sink_updates"],
             "fps": s.frames_out / elapsed if elapsed > 0 else 0.0,
-            # The first output that carries the model's edit (before it, frames pass through).
+            # The first output that carries the effect: a catalog keyframe's prior, or the model's edit.
             "first_frame_ms": s.first_edit_ms,
             "first_model_edit_ms": s.first_model_ms,
             "first_output_ms": s.first_output_ms,
