@@ -226,10 +226,10 @@ def composite(
     guided: GuidedFilter | None = DEFAULT_GUIDED,
     prior: CarriedPrior | None = None,
 ) -> np.ndarray:
-    """`edit.apply_edit`, in passes over only the boxes where something is added (`carry_change`
-    and `fused.apply_guided_edit`): frame [H, W, 3] uint8 + the keyframes'
-    carried change (``prior``) + its low-resolution edit -> the edited frame [H, W, 3] uint8 (a new
-    array; exactly the frame where the scope and the prior are 0).
+    """`edit.apply_edit`, in passes over only the boxes where something is added (`carry_change` and
+    `fused.apply_guided_edit`): frame [H, W, 3] uint8 + the keyframes' carried change (``prior``) +
+    its low-resolution edit -> the edited frame [H, W, 3] uint8 (a new array; exactly the frame where
+    the scope and the prior are 0).
 
     ``scope`` [h, w] float in [0, 1] at any resolution: where the effect may act (sampled bilinearly at
     the frame's pixels). ``guided`` None: plain bilinear upsampling (for comparison)."""
@@ -288,7 +288,8 @@ def carry_change(keys: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], b
         if height < 2 or width < 2:
             continue
         # Where each pixel was on the keyframe, in the change's pixels: a map at the flow's resolution,
-        # upsampled (bilinear interpolation of a linear grid keeps it exact).
+        # upsampled (bilinear interpolation keeps the grid's linear part exact, except within half a
+        # flow pixel of the border, where the resize holds the edge value).
         grid_x = (np.arange(flow_w, dtype=np.float32) + 0.5) * width / flow_w - 0.5
         grid_y = (np.arange(flow_h, dtype=np.float32) + 0.5) * height / flow_h - 0.5
         low = np.empty((flow_h, flow_w, 2), np.float32)
@@ -333,7 +334,7 @@ def prior_on_window(frame: np.ndarray, prior: CarriedPrior, window: Window, size
 
 def confidence_on_window(
     confidence: np.ndarray, frame_size: tuple[int, int], window: Window, size: int
-) -> Any:
+) -> np.ndarray:
     """``window.cut`` of the confidence [fh, fw] brought to the frame's size, at ``size`` (the latent
     grid), without making the full-resolution map: sampled on a 4x grid over the window, averaged."""
     height, width = frame_size
