@@ -273,6 +273,15 @@ class Scorer:
     lpips: Any
     classifier: Any | None
     identity: bool
+    # Figures of a clip alone (its source, its ground truth), the same for every method, computed once:
+    # (id of the clip, figure) -> (the clip, value); the clip is kept so that an id is never reused.
+    _clip_figures: dict[tuple[int, str], tuple[BenchClip, float | None]] = field(default_factory=dict)
+
+    def _of_clip(self, clip: BenchClip, name: str, compute: Callable[[], float | None]) -> float | None:
+        key = (id(clip), name)
+        if key not in self._clip_figures:
+            self._clip_figures[key] = (clip, compute())
+        return self._clip_figures[key][1]
 
     def score(self, clip: BenchClip, output: Output, light: bool = False) -> dict[str, float]:
         """Every metric of ``output`` against the clip (from ``clip.scored_from`` on); ``light``: only
@@ -293,7 +302,7 @@ class Scorer:
                 "psnr_in": metrics.psnr(pixels, target, inside),
                 "psnr_out": metrics.psnr(pixels, target, outside),
                 "warp_error": metrics.warp_error(video, source),
-                "source_warp_error": metrics.warp_error(source, source),
+                "source_warp_error": self._of_clip(clip, "warp", lambda: metrics.warp_error(source, source)),
                 **timing,
             }
         landmarks = metrics.landmark_displacement(video, source)
@@ -304,7 +313,7 @@ class Scorer:
             "background_l1": metrics.background_l1(pixels, to_signed(source), inside),
             "psnr_out": metrics.psnr(pixels, target, outside),
             "warp_error": metrics.warp_error(video, source),
-            "source_warp_error": metrics.warp_error(source, source),
+            "source_warp_error": self._of_clip(clip, "warp", lambda: metrics.warp_error(source, source)),
             "mawe": metrics.mawe(video, source),
             "landmark_displacement": landmarks.displacement,
             "face_found": landmarks.output_face_rate,
@@ -312,7 +321,9 @@ class Scorer:
         }
         if self.identity:
             row["identity_distance"] = metrics.identity_distance(video, source)
-            row["target_identity_distance"] = metrics.identity_distance(clip.target[first:], source)
+            row["target_identity_distance"] = self._of_clip(
+                clip, "identity", lambda: metrics.identity_distance(clip.target[first:], source)
+            )
         if self.classifier is not None:
             from streamingeffect.eval.effect_classifier import accuracy
 
