@@ -259,6 +259,28 @@ def test_the_flow_prior_follows_motion() -> None:
     assert confidence[30:90, 30:130].mean() > 0.8
 
 
+def test_the_flow_prior_is_the_suites_flow_baseline_on_frames_up_to_its_side(
+    carphone: list[np.ndarray],
+) -> None:
+    """The prior is the floor under the model's output: at the frames' own size it carries the
+    keyframe exactly as the suite's flow propagation baseline does (a coarser flow cost 0.45 dB)."""
+    from streamingeffect.eval.suite import BenchClip, flow_propagation_method
+    from streamingeffect.pipeline.flow_prior import FlowPrior
+
+    source = np.stack(carphone[:6])
+    painted = source.copy()
+    painted[0, 40:100, 60:120] = (255, 0, 200)
+    edit = torch.zeros(len(source), 1, *source.shape[1:3])
+    clip = BenchClip("carphone", "painted", "painted", source, painted, edit, 15.0)
+    baseline = flow_propagation_method(clip, "keyframe", 0).video
+    change = painted[0].astype(np.float32) - source[0]
+    prior = FlowPrior()
+    for frame, expected in zip(source, baseline, strict=True):
+        carried, _ = prior(frame, source[0], change)
+        assert np.array_equal(np.clip(np.rint(frame + carried), 0, 255).astype(np.uint8), expected)
+    assert not np.array_equal(baseline[5], source[5])  # the edit was carried
+
+
 # ------------------------------------------------------------------------------- keyframes
 
 
@@ -308,6 +330,33 @@ def test_the_zero_initialised_network_returns_its_prior_exactly(
         carried, _ = FlowPrior()(frame, key, change)
         assert np.array_equal(out, np.clip(np.rint(frame + carried), 0, 255).astype(np.uint8))
     assert np.array_equal(outputs[0], painted)  # on the keyframe itself the flow is the identity
+
+
+def test_the_correction_leaves_a_confident_prior_alone(tmp_path: Path, carphone: list[np.ndarray]) -> None:
+    """On the keyframe's own frame the flow is sure everywhere: any correction is scaled to nothing
+    and the output is the keyframe; without the rule the same correction changes it."""
+    from dataclasses import replace
+
+    from streamingeffect.pipeline import EffectRequest, FrameEditor
+    from streamingeffect.pipeline.editor import EditorOptions
+
+    bundle = ModelBundle.load(_prior_student(tmp_path / "student"))
+    key = carphone[0]
+    painted = key.copy()
+    painted[40:100, 60:120] = (255, 0, 200)
+    outputs = []
+    for rule in (True, False):
+        editor = FrameEditor(
+            bundle, EffectRequest.keyframe_only(), replace(EditorOptions(), correct_where_unsure=rule)
+        )
+        editor.set_keyframe(key, painted)
+        frame = editor.prepare(key)
+        assert frame.doubt is not None and frame.doubt.max() < 0.01
+        correction = np.full((bundle.resolution, bundle.resolution, 3), 0.3, np.float32)
+        outputs.append(editor.apply(frame, correction))
+        editor.close()
+    assert np.array_equal(outputs[0], painted)
+    assert not np.array_equal(outputs[1], painted)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -3,15 +3,16 @@
     prior = FlowPrior()
     change, confidence = prior(frame, key_source, key_change)   # [H, W, 3] float, [H, W] in [0, 1]
 
-DIS optical flow runs on small gray frames (a few milliseconds) from the current frame to the frame the
-keyframe was edited from and back; a forward-backward check marks where the two disagree (occlusions,
-new content) and the confidence falls to 0 there. The keyframe's change (edited - source) is sampled
-at full resolution along the upsampled flow. With an identity flow the prior is the keyframe's
-change itself. The confidence goes to the network beside the prior; it does not scale the prior:
-measured on the benchmark person, weighting the carried change by it cost 6 dB inside the edit
-(29.1 -> 23.1 dB, tolerance 1.5 px; still 2.3 dB at 12 px), because the check also fails where flow
-is right. Two cases do drop the prior: a scene cut (the frame's mean confidence below
-``SCENE_CUT``), and, for an effect anchored to the person, everything away from the person.
+DIS optical flow runs on gray frames (the long side at most ``FlowSettings.side``) from the current
+frame to the frame the keyframe was edited from and back; a forward-backward check marks where the
+two disagree (occlusions, new content) and the confidence falls to 0 there. The keyframe's change
+(edited - source) is sampled at full resolution along the upsampled flow. With an identity flow the
+prior is the keyframe's change itself. The confidence goes to the network beside the prior; it does
+not scale the prior: measured on the benchmark person, weighting the carried change by it cost 6 dB
+inside the edit (29.1 -> 23.1 dB, tolerance 1.5 px; still 2.3 dB at 12 px), because the check also
+fails where flow is right. It scales the model's correction instead (`EditorOptions`). Two cases do
+drop the prior: a scene cut (the frame's mean confidence below ``SCENE_CUT``), and, for an effect
+anchored to the person, everything away from the person.
 
 An effect anchored to the person (an aura, an outline, a crown) must move with the person, also where
 it lies over the background, which flow would carry with the background instead. Given the person's
@@ -33,8 +34,16 @@ NEAR_SIDE = 64  # `near_person` works at this short side (pixels) and resizes it
 
 @dataclass(frozen=True)
 class FlowSettings:
-    side: int = 320  # flow runs with the frame's long side at this many pixels
+    # The forward-backward check (the confidence the model sees) runs with the frame's long side at
+    # most ``side`` pixels, as the model was trained; the flow that carries the change at most
+    # ``carry_side``, with ``carry_preset``. The carry is the floor under the model's output: on the
+    # quick suite's keyframe sets (held-out people, frames of 512-640 px) "fast" at 320 px carried the
+    # keyframe 0.45 dB (keyframe set) and 0.84 dB (long set) worse than "medium" at the frames' own
+    # size, which is the suite's flow baseline (one "medium" call at 640x360: ~38 ms here, loaded).
+    side: int = 320
     preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
+    carry_side: int = 640
+    carry_preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM
     tolerance: float = 1.5  # forward-backward disagreement (flow pixels) where confidence reaches 0
     blur: float = 1.0  # confidence smoothing (flow pixels): no speckle of 0s on the edited region
     spread: float = 0.08  # how far the person's flow reaches outward (sigma, share of the long side)
@@ -46,24 +55,37 @@ class FlowPrior:
     def __init__(self, settings: FlowSettings = FlowSettings()):
         self.settings = settings
         self._dis = cv2.DISOpticalFlow_create(settings.preset)
+        self._carry_dis = cv2.DISOpticalFlow_create(settings.carry_preset)
         self._reference_key: int | None = None
-        self._reference_small: np.ndarray | None = None
+        self._reference_small: tuple[np.ndarray, np.ndarray] | None = None  # (check, carry) grays
 
-    def small_gray(self, frame: np.ndarray) -> np.ndarray:
+    @property
+    def _separate_carry(self) -> bool:
+        s = self.settings
+        return (s.carry_side, s.carry_preset) != (s.side, s.preset)
+
+    def small_gray(self, frame: np.ndarray, side: int | None = None) -> np.ndarray:
         height, width = frame.shape[:2]
-        scale = min(1.0, self.settings.side / max(height, width))
+        scale = min(1.0, (side or self.settings.side) / max(height, width))
         size = (max(8, round(width * scale)), max(8, round(height * scale)))
         return cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
 
     def flow(self, frame: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """-> (flow [h, w, 2] from the frame to the reference at flow resolution, confidence [h, w])."""
-        current = self.small_gray(frame)
+        """-> (flow [h, w, 2] from the frame to the reference at the carry's resolution, confidence
+        [h, w] at the same resolution)."""
         if self._reference_key != id(reference) or self._reference_small is None:
-            self._reference_small, self._reference_key = self.small_gray(reference), id(reference)
-        back = self._reference_small
+            grays = (self.small_gray(reference), self.small_gray(reference, self.settings.carry_side))
+            self._reference_small, self._reference_key = grays, id(reference)
+        back, back_carry = self._reference_small
+        current = self.small_gray(frame)
         forward = self._dis.calc(current, back, None)
         backward = self._dis.calc(back, current, None)
-        return forward, forward_backward_confidence(forward, backward, self.settings)
+        confidence = forward_backward_confidence(forward, backward, self.settings)
+        if not self._separate_carry:
+            return forward, confidence
+        carry = self._carry_dis.calc(self.small_gray(frame, self.settings.carry_side), back_carry, None)
+        size = (carry.shape[1], carry.shape[0])
+        return carry, cv2.resize(confidence, size, interpolation=cv2.INTER_LINEAR)
 
     def __call__(
         self,
