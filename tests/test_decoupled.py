@@ -306,6 +306,8 @@ def test_the_workers_fast_prior_matches_the_editors(tmp_path: Path, frames: list
         assert expected.prior_latent is not None and got.prior_latent is not None
         error = (got.prior_latent - expected.prior_latent).norm() / expected.prior_latent.norm()
         assert error < 0.1, float(error)
+        assert got.doubt is not None and expected.doubt is not None  # the correction is scaled alike
+        assert np.abs(got.doubt - expected.doubt).mean() < 0.05
     fast.close()
     reference.close()
 

@@ -335,11 +335,12 @@ def prior_on_window(frame: np.ndarray, prior: CarriedPrior, window: Window, size
 def confidence_on_window(
     confidence: np.ndarray, frame_size: tuple[int, int], window: Window, size: int
 ) -> np.ndarray:
-    """``window.cut`` of the confidence [fh, fw] brought to the frame's size, at ``size`` (the latent
-    grid), without making the full-resolution map: sampled on a 4x grid over the window, averaged."""
+    """``window.cut`` of the confidence [fh, fw] brought to the frame's size, at ``size`` [size, size],
+    without making the full-resolution map: sampled on a grid of up to 4x ``size`` (256 at most) over
+    the window, averaged."""
     height, width = frame_size
     flow_h, flow_w = confidence.shape
-    xs, ys = _window_centres(window, 4 * size)
+    xs, ys = _window_centres(window, size * max(1, min(4, 256 // size)))
     map_x, map_y = np.meshgrid((xs + 0.5) * flow_w / width - 0.5, (ys + 0.5) * flow_h / height - 0.5)
     sampled = cv2.remap(
         np.asarray(confidence, np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE

@@ -309,11 +309,17 @@ class FrameEditor:
         lows = (change / 2).permute(0, 2, 3, 1).numpy()  # [F, R, R, 3] in units of full scale
         return [self.apply(frame, low) for frame, low in zip(frames, lows, strict=True)]
 
+    def doubted(self, frame: PreparedFrame, change: np.ndarray) -> np.ndarray:
+        """The model's correction [R, R, 3] scaled by the flow's doubt where the frame has a prior
+        (`EditorOptions.correct_where_unsure`; unchanged otherwise)."""
+        if not self.options.correct_where_unsure or frame.doubt is None:
+            return change
+        doubt = cv2.resize(frame.doubt, change.shape[1::-1], interpolation=cv2.INTER_AREA)
+        return change * doubt[..., None]  # [R, R, 3]
+
     def apply(self, frame: PreparedFrame, change: np.ndarray) -> np.ndarray:
         """One frame's change at model resolution [R, R, 3] -> the edited frame at full resolution."""
         region_low = frame.window.cut(frame.scope, change.shape[0])
-        if self.options.correct_where_unsure and frame.doubt is not None:
-            doubt = cv2.resize(frame.doubt, change.shape[1::-1], interpolation=cv2.INTER_AREA)
-            change = change * doubt[..., None]  # [R, R, 3]
+        change = self.doubted(frame, change)
         edit = LowResEdit(frame.window, change, self.options.gate(change, region_low), frame.guide)
         return apply_edit(frame.image, edit, frame.scope, self.options.guided, frame.prior)

@@ -285,8 +285,11 @@ class _CarryingEditor(FrameEditor):
         resolution, side = self.bundle.resolution, self.bundle.latent_side
         cut = prior_on_window(frame.image, carried, frame.window, resolution)
         frame.prior_latent = self.bundle.encode(to_signed(cut[None]))[0, 0] - frame.latent
-        confidence = confidence_on_window(carried.confidence, frame.image.shape[:2], frame.window, side)
-        frame.confidence = torch.from_numpy(confidence)[None]
+        confidence = confidence_on_window(carried.confidence, frame.image.shape[:2], frame.window, resolution)
+        frame.confidence = torch.from_numpy(
+            cv2.resize(confidence, (side, side), interpolation=cv2.INTER_AREA)
+        )[None]
+        frame.doubt = 1.0 - confidence  # [R, R]
         frame.guide = gray(cut)
 
 
@@ -365,7 +368,8 @@ class _Refresher(EffectStream):
         if early is not None and prepared.prior_keys:
             early(self._prior_only(jobs[-1], prepared.parse, prepared.prior_keys))
         frames, lows = self._model_chunk()
-        frame, low = frames[-1], lows[-1]
+        frame = frames[-1]
+        low = self._editor.doubted(frame, lows[-1])  # as `FrameEditor.apply` does
         self._stats.frames_out += 1
         window, size = frame.window, low.shape[0]
         gate = self.options.editor.gate(low, window.cut(frame.scope, size))
