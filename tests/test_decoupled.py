@@ -191,6 +191,7 @@ def test_a_catalog_keyframe_is_shown_before_the_models_first_edit(
     release, drawn = threading.Event(), threading.Event()
     with DecoupledStream(ModelBundle.load(_student(tmp_path / "prior", prior=True))) as stream:
         stream.set_effect("glow_aura_gold")
+        stream._instant = None  # not drawn on the per-frame path (tested below): the worker's alone
         model_chunk = stream._refresher._model_chunk
 
         def stuck():  # type: ignore[no-untyped-def]
