@@ -232,23 +232,17 @@ class FrameEditor:
 
     def _add_prior(self, frame: PreparedFrame) -> None:
         """The keyframe's change carried to ``frame`` by flow, at full resolution and for the model."""
-        key_source, key_change = self._keyframe  # type: ignore[misc]
-        if key_source.shape != frame.image.shape:
-            return  # a keyframe of another size (the stream restarts): no prior
+        frame.prior_keys = self._next_prior_keys(frame.image.shape)
+        if not frame.prior_keys:
+            return
         anchor = frame.parse.person if self.request.follows_person else None
         reach = self.request.prior_reach
-        carried, confidence = self.flow(frame.image, key_source, key_change, anchor, reach)
-        frame.prior_keys = ((key_source, key_change, 1.0),)
-        if self._fading is not None and self._fading[0].shape == frame.image.shape:
-            step, length = self._fade
-            weight = (step + 1) / (length + 1)  # the new keyframe's share, rising to 1
-            old, old_confidence = self.flow(frame.image, *self._fading, anchor, reach)
-            carried = weight * carried + (1 - weight) * old
-            confidence = weight * confidence + (1 - weight) * old_confidence
-            frame.prior_keys = ((key_source, key_change, weight), (*self._fading, 1 - weight))
-            self._fade = (step + 1, length)
-            if step + 1 >= length:
-                self._fading = None
+        carries = [
+            self.flow(frame.image, source, change, anchor, reach) for source, change, _ in frame.prior_keys
+        ]
+        weights = [weight for _, _, weight in frame.prior_keys]
+        carried = sum(w * moved for w, (moved, _) in zip(weights, carries, strict=True))
+        confidence = sum(w * trust for w, (_, trust) in zip(weights, carries, strict=True))
         base = np.clip(np.rint(frame.image + carried), 0, 255).astype(np.uint8)
         resolution, side = self.bundle.resolution, self.bundle.latent_side
         cut = frame.window.cut(base, resolution)
@@ -257,6 +251,23 @@ class FrameEditor:
         frame.confidence = torch.from_numpy(frame.window.cut(confidence, side))[None]
         frame.doubt = 1.0 - frame.window.cut(confidence, resolution)
         frame.guide = gray(cut)
+
+    def _next_prior_keys(self, shape: tuple[int, ...]) -> tuple[tuple[np.ndarray, np.ndarray, float], ...]:
+        """The keyframes a frame of ``shape`` carries its prior from, (source, change, weight) each with
+        the weights summing to 1: the keyframe, and during a cross-fade also the one it replaces (its
+        share falling); advances the cross-fade. () for a keyframe of another size (a restart)."""
+        key_source, key_change = self._keyframe  # type: ignore[misc]
+        if key_source.shape != shape:
+            return ()
+        if self._fading is None or self._fading[0].shape != shape:
+            return ((key_source, key_change, 1.0),)
+        step, length = self._fade
+        weight = (step + 1) / (length + 1)  # the new keyframe's share, rising to 1
+        keys = ((key_source, key_change, weight), (*self._fading, 1 - weight))
+        self._fade = (step + 1, length)
+        if step + 1 >= length:
+            self._fading = None
+        return keys
 
     def _follow(self, parse: LiveParse) -> Window:
         """The model's window: the whole frame, or the square on the person, moving toward them smoothly

@@ -264,17 +264,9 @@ class _CarryingEditor(FrameEditor):
         self.carrier = PriorCarrier(EditCarrier(carry), options.flow, prior_pixels)
 
     def _add_prior(self, frame: PreparedFrame) -> None:
-        key_source, key_change = self._keyframe  # type: ignore[misc]
-        if key_source.shape != frame.image.shape:
-            return  # a keyframe of another size (the stream restarts): no prior
-        frame.prior_keys = ((key_source, key_change, 1.0),)
-        if self._fading is not None and self._fading[0].shape == frame.image.shape:  # as FrameEditor's
-            step, length = self._fade
-            weight = (step + 1) / (length + 1)  # the new keyframe's share, rising to 1
-            frame.prior_keys = ((key_source, key_change, weight), (*self._fading, 1 - weight))
-            self._fade = (step + 1, length)
-            if step + 1 >= length:
-                self._fading = None
+        frame.prior_keys = self._next_prior_keys(frame.image.shape)
+        if not frame.prior_keys:
+            return
         anchor = frame.parse.person if self.request.follows_person else None
         view = self.carrier.carrier.view(frame.image)
         carried = self.carrier.carry(view, frame.prior_keys, anchor, self.request.prior_reach)
