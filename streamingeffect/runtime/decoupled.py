@@ -71,6 +71,7 @@ from streamingeffect.pipeline.carry import (
     EditCarrier,
     FrameView,
     PriorCarrier,
+    compose_flows,
     composite,
     confidence_on_window,
     prior_on_window,
@@ -194,6 +195,10 @@ class ModelEdit:
     view: FrameView  # the frame's gray views (flow to later frames starts here)
     scope: np.ndarray  # [h, w] the effect's scope on that frame at parse resolution
     priors: tuple[_PriorKey, ...]  # the keyframes it came from
+    # Each prior's flow from this frame to its keyframe at the flow's size (spread for anchored effects):
+    # the per-frame path composes its flow to this frame with them instead of running DIS per key.
+    # None: not known (the per-frame path runs its own).
+    prior_flows: tuple[np.ndarray, ...] | None
     index: int
     generation: int
     made_at: float
@@ -262,6 +267,12 @@ class _CarryingEditor(FrameEditor):
     ):
         super().__init__(bundle, EffectRequest.keyframe_only(), options)
         self.carrier = PriorCarrier(EditCarrier(carry), options.flow, prior_pixels)
+        self._flows: tuple[np.ndarray | None, tuple[np.ndarray, ...]] = (None, ())
+
+    def prior_flows(self, image: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """The flows the last prepared frame's keys were carried along, when ``image`` is that frame."""
+        frame, flows = self._flows
+        return flows if frame is image else None
 
     def _add_prior(self, frame: PreparedFrame) -> None:
         frame.prior_keys = self._next_prior_keys(frame.image.shape)
@@ -272,6 +283,7 @@ class _CarryingEditor(FrameEditor):
         carried = self.carrier.carry(view, frame.prior_keys, anchor, self.request.prior_reach)
         # The per-frame path carries only the keys this frame could carry (not across a scene cut).
         frame.prior_keys = () if carried is None else tuple(frame.prior_keys[i] for i in carried.used)
+        self._flows = (frame.image, () if carried is None else tuple(key[1] for key in carried.keys))
         if carried is None or carried.confidence is None:
             return
         resolution, side = self.bundle.resolution, self.bundle.latent_side
@@ -283,6 +295,11 @@ class _CarryingEditor(FrameEditor):
         )[None]
         frame.doubt = 1.0 - confidence  # [R, R]
         frame.guide = gray(cut)
+
+
+def _still(view: FrameView) -> tuple[np.ndarray]:
+    """The flow from a frame to a keyframe drawn on that frame: zero (one key)."""
+    return (np.zeros((*view.small.shape, 2), np.float32),)
 
 
 def draw_keyframe(renderer: Effect, image: np.ndarray, parse: LiveParse) -> tuple[np.ndarray, bool]:
@@ -358,7 +375,8 @@ class _Refresher(EffectStream):
             self._pending.append(self._prepare_parsed(job, early))
         prepared = self._pending[-1]
         if early is not None and prepared.prior_keys:
-            early(self._prior_only(jobs[-1], prepared.parse, prepared.prior_keys))
+            flows = self._prior_flows(prepared)
+            early(self._prior_only(jobs[-1], prepared.parse, prepared.prior_keys, flows))
         frames, lows = self._model_chunk()
         frame = frames[-1]
         low = self._editor.doubted(frame, lows[-1])  # as `FrameEditor.apply` does
@@ -371,18 +389,31 @@ class _Refresher(EffectStream):
             view=jobs[-1].view,
             scope=request.scope.mask(frame.parse.parts.regions),
             priors=frame.prior_keys,
+            prior_flows=self._prior_flows(frame),
             index=jobs[-1].index,
             generation=jobs[-1].generation,
             made_at=time.perf_counter(),
         )
 
-    def _prior_only(self, job: _Job, parse: LiveParse, priors: tuple[_PriorKey, ...]) -> ModelEdit:
+    def _prior_flows(self, frame: PreparedFrame) -> tuple[np.ndarray, ...] | None:
+        if isinstance(self._editor, _CarryingEditor):
+            return self._editor.prior_flows(frame.image)
+        return None
+
+    def _prior_only(
+        self,
+        job: _Job,
+        parse: LiveParse,
+        priors: tuple[_PriorKey, ...],
+        flows: tuple[np.ndarray, ...] | None,
+    ) -> ModelEdit:
         """The keyframe prior of ``job``'s frame with no model edit (shown until the model's first)."""
         return ModelEdit(
             edit=None,
             view=job.view,
             scope=self._editor.request.scope.mask(parse.parts.regions),
             priors=priors,
+            prior_flows=flows,
             index=job.index,
             generation=job.generation,
             made_at=time.perf_counter(),
@@ -395,7 +426,7 @@ class _Refresher(EffectStream):
             self._refresh_catalog_keyframe(job.image, parse)
         keyframe = self._editor.keyframe if self._editor.uses_prior else None
         if early is not None and keyframe is not None and keyframe[0] is job.image:  # drawn just now
-            early(self._prior_only(job, parse, ((*keyframe, 1.0),)))
+            early(self._prior_only(job, parse, ((*keyframe, 1.0),), _still(job.view)))
         with _Timer(self._stats, "encode"):
             frame = self._editor.prepare(job.image, job.pushed_at, parse)
         if self._size is None:
@@ -778,7 +809,8 @@ class DecoupledStream:
             return None
         self._instant = None
         change = cv2.subtract(edited, job.image, dtype=cv2.CV_32F)
-        self._publish_prior(self._refresher._prior_only(job, job.parse, ((job.image, change, 1.0),)))
+        keys = ((job.image, change, 1.0),)
+        self._publish_prior(self._refresher._prior_only(job, job.parse, keys, _still(job.view)))
         made = self._published
         return made if made is not None and made.generation == self._generation else None
 
@@ -799,20 +831,23 @@ class DecoupledStream:
         if made is None or made.view.size != view.size:
             return image.copy()  # no edit yet (or one of another size): the frame passes through
         request = self._request or EffectRequest.keyframe_only()
+        person = parse.person if request.follows_person else None
         flow, edit, scope = None, None, np.zeros((1, 1), np.float32)
-        if made.edit is not None:  # else the keyframe prior alone (before the model's first edit)
+        # This frame -> the model's frame: carries the edit, and the priors by composing with their flows.
+        if made.index != index and (made.edit is not None or made.prior_flows is not None):
             with _Stage(self._stats, "flow"):
-                if made.index != index:
-                    person = parse.person if request.follows_person else None
-                    flow = self._carrier.flow(view, made.view, person)
+                flow = self._carrier.flow(view, made.view, person)
+        if made.edit is not None:  # else the keyframe prior alone (before the model's first edit)
             with _Stage(self._stats, "warp"):
                 edit = made.edit if flow is None else warp_edit(made.edit, flow, view)
                 scope = self._scope(request, parse, made, flow)
         with _Stage(self._stats, "prior"):
-            person = parse.person if request.follows_person else None
             prior = None
             if made.priors:  # the keys the worker checked on its frame (no backward flow here)
-                prior = self._prior.carry(view, made.priors, person, request.prior_reach, checked=False)
+                flows = made.prior_flows
+                if flows is not None and flow is not None:
+                    flows = tuple(compose_flows(flow, later) for later in flows)
+                prior = self._prior.carry(view, made.priors, person, request.prior_reach, False, flows)
         with _Stage(self._stats, "composite"):
             return composite(image, edit, scope, self.options.stream.editor.guided, prior)
 
