@@ -291,12 +291,12 @@ def test_the_workers_fast_prior_matches_the_editors(tmp_path: Path, frames: list
     from streamingeffect.data.render import render_keyframe
     from streamingeffect.pipeline import EditorOptions, EffectRequest, FrameEditor
     from streamingeffect.pipeline.carry import CarrySettings
-    from streamingeffect.runtime.decoupled import _CarryingEditor
+    from streamingeffect.runtime.refresher import CarryingEditor
 
     prior_bundle = ModelBundle.load(_student(tmp_path / "prior", prior=True))
     edited = render_keyframe(frames[0], "glow_aura_gold")
     request = EffectRequest.parse("glow_aura_gold")
-    fast = _CarryingEditor(prior_bundle, EditorOptions(), CarrySettings(), None)
+    fast = CarryingEditor(prior_bundle, EditorOptions(), CarrySettings(), None)
     reference = FrameEditor(prior_bundle, request)
     for editor in (fast, reference):
         editor.set_request(request)

@@ -38,8 +38,6 @@ deterministic.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 from collections import deque
@@ -52,198 +50,60 @@ import cv2
 import numpy as np
 import torch
 
-from streamingeffect.data.dataset import to_signed
-from streamingeffect.effects import Category, Effect, make_effect
+from streamingeffect.effects import Category, make_effect
 from streamingeffect.io.images import to_rgb
 from streamingeffect.parsing.live import LiveParse, LiveParser
-from streamingeffect.parsing.masks import region_masks
-from streamingeffect.parsing.types import FrameParts
-from streamingeffect.pipeline import (
-    EditorOptions,
-    EffectRequest,
-    EffectRequestError,
-    FrameEditor,
-    ModelBundle,
-    PreparedFrame,
-)
+from streamingeffect.pipeline import EffectRequest, EffectRequestError, ModelBundle
 from streamingeffect.pipeline.carry import (
-    CarrySettings,
     EditCarrier,
     FrameView,
     PriorCarrier,
     compose_flows,
     composite,
-    confidence_on_window,
-    prior_on_window,
     warp_edit,
 )
-from streamingeffect.pipeline.edit import LowResEdit, gray
 from streamingeffect.pipeline.flow_prior import warp_by_flow
 from streamingeffect.precision import measured_choice
-from streamingeffect.runtime.stream import EffectStream, StreamError, StreamOptions, _Timer
+from streamingeffect.runtime.refresher import (
+    MODEL_STAGES,
+    DecoupledOptions,
+    Job,
+    ModelEdit,
+    Refresher,
+    ThreadPlan,
+    draw_keyframe,
+    drawn_person,
+    lower_priority,
+    still_flows,
+)
+from streamingeffect.runtime.stream import StreamError
+
+__all__ = ["RATES", "DecoupledOptions", "DecoupledStream", "ModelEdit", "ThreadPlan", "draw_keyframe"]
 
 log = logging.getLogger(__name__)
 
 RATES = ("decoupled", "every-frame")
-KEYFRAME_OVERSAMPLING = 3  # a catalog keyframe for a model without prior: window >= 3x the model's size
 FRAME_STAGES = ("segment", "flow", "warp", "prior", "composite")  # the per-frame path
-MODEL_STAGES = ("parse", "encode", "transformer", "decode")  # one model refresh (EffectStream's)
 # Scope regions the per-frame person mask gives; the others need landmarks, which only the model
 # worker computes: their scope is carried from the model's frame by flow.
 PERSON_REGIONS = ("person", "background", "scene")
-
-
-@dataclass(frozen=True)
-class ThreadPlan:
-    """How the two paths share the cores (process-wide settings, restored when the stream closes)."""
-
-    model_threads: int = 1  # torch intra-op threads (only the model worker runs torch)
-    opencv_threads: int = 1  # OpenCV's pool (the per-frame path): the model has the other core
-    switch_interval_s: float = 0.0001  # GIL hand-over: the worker's Python does not hold up a frame
-    # The worker's OS priority below the per-frame path's (Linux nice, per thread): when the cores are
-    # short, the model refreshes less often rather than frames going unanswered.
-    worker_nice: int = 5
-
-    def apply(self) -> Callable[[], None]:
-        """Apply the plan; returns what restores the settings found once every stream that applied it
-        has called its restore (a studio runs several streams in one process)."""
-        with _PLANS_LOCK:
-            if not _PLANS_ACTIVE:
-                _PLANS_BEFORE[:] = [torch.get_num_threads(), cv2.getNumThreads(), sys.getswitchinterval()]
-            _PLANS_ACTIVE.append(self)
-            torch.set_num_threads(self.model_threads)
-            cv2.setNumThreads(self.opencv_threads)
-            sys.setswitchinterval(self.switch_interval_s)
-        done = threading.Event()
-
-        def restore() -> None:
-            with _PLANS_LOCK:
-                if done.is_set():
-                    return
-                done.set()
-                _PLANS_ACTIVE.remove(self)
-                if not _PLANS_ACTIVE:
-                    threads, opencv, interval = _PLANS_BEFORE
-                    torch.set_num_threads(int(threads))
-                    cv2.setNumThreads(int(opencv))
-                    sys.setswitchinterval(float(interval))
-
-        return restore
-
-
-_PLANS_LOCK = threading.Lock()
-_PLANS_ACTIVE: list[ThreadPlan] = []
-_PLANS_BEFORE: list[float] = []
-
-
-def _worker_stream_options() -> StreamOptions:
-    # The cache write folded into the last denoising pass (one pass fewer per refresh): on the quick
-    # suite's sets at a refresh every 3rd frame it moved PSNR in the edit by +0.16 / -0.06 dB (text /
-    # keyframe) and outside it by -0.50 / +0.54 dB (`streamingeffect bench rates`, docs/BENCHMARKS.md).
-    return StreamOptions(fold_cache_write=True)
-
-
-@dataclass(frozen=True)
-class DecoupledOptions:
-    stream: StreamOptions = field(default_factory=_worker_stream_options)  # how the worker runs the student
-    # None: the worker refreshes on its own thread whenever it is free. k: synchronously on every k-th
-    # frame, shown ``refresh_lag`` frames later (default k), as a worker needing k frame times would.
-    refresh_every: int | None = None
-    refresh_lag: int | None = None
-    parse_side: int = 256  # the per-frame segmentation's input size (long side)
-    # Person segmentation on every k-th frame; the frames between reuse the newest mask, one frame
-    # old (the mask's temporal smoothing lags more than that). At 720p it took 6-8 ms of the frame's 33.
-    segment_every: int = 2
-    carry: CarrySettings = field(default_factory=CarrySettings)
-    threads: ThreadPlan = field(default_factory=ThreadPlan)
-    channels_last: bool = True  # the autoencoder's convolutions in channels-last layout (~30% faster here)
-    # The keyframe prior is carried (and a catalog keyframe drawn) at a resolution of at most this many
-    # pixels (640x360's; None: the frame's own). At 720p on this CPU the composite with the prior took
-    # 11.6 ms carried at 640x360, 21.3 at 960x540; against carrying at 720p itself the output differs
-    # by 46.5 dB PSNR (neon_outline_cyan), 48.1 (glow_aura_gold), 59.6 (face_paint_blue).
-    prior_pixels: float | None = 640 * 360
-
-    def __post_init__(self) -> None:
-        if self.segment_every < 1:
-            raise ValueError(f"segment_every must be >= 1, got {self.segment_every}")
-        if self.refresh_every is not None and self.refresh_every < 1:
-            raise ValueError(f"refresh_every must be >= 1, got {self.refresh_every}")
-        if self.refresh_lag is not None and (self.refresh_every is None or self.refresh_lag < 0):
-            raise ValueError("refresh_lag goes with refresh_every, and is >= 0")
-
-
-@dataclass(frozen=True)
-class _Job:
-    """A frame on its way to the model worker, with what the per-frame path already computed."""
-
-    index: int
-    image: np.ndarray
-    parse: LiveParse
-    view: FrameView
-    pushed_at: float
-    generation: int
-
-
-_PriorKey = tuple[np.ndarray, np.ndarray, float]  # a keyframe's source, its change, its weight
-
-
-@dataclass(frozen=True)
-class ModelEdit:
-    """One model refresh: the edit of one frame at the model's resolution, and what carries it on."""
-
-    edit: LowResEdit | None  # None: the keyframe prior alone, published before the model's first edit
-    view: FrameView  # the frame's gray views (flow to later frames starts here)
-    scope: np.ndarray  # [h, w] the effect's scope on that frame at parse resolution
-    priors: tuple[_PriorKey, ...]  # the keyframes it came from
-    # Each prior's flow from this frame to its keyframe at the flow's size (spread for anchored effects):
-    # the per-frame path composes its flow to this frame with them instead of running DIS per key.
-    # None: not known (the per-frame path runs its own).
-    prior_flows: tuple[np.ndarray, ...] | None
-    index: int
-    generation: int
-    made_at: float
-
-
-def _lower_priority(nice: int) -> None:
-    """Raise the calling thread's nice value by ``nice`` (Linux threads have their own; elsewhere, or
-    without permission, nothing happens)."""
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + nice)
-    except OSError:
-        log.debug("could not lower the model worker's priority")
-
-
-def _drawn_person(size: tuple[int, int], parse_side: int) -> LiveParse:
-    """A parse of a frame of ``size`` with an upright ellipse for a person (warming up the drawing)."""
-    height, width = size
-    scale = min(1.0, parse_side / max(height, width))
-    shape = (round(height * scale), round(width * scale))
-    person = np.zeros(shape, np.float32)
-    centre = (shape[1] // 2, shape[0] * 2 // 3)
-    cv2.ellipse(person, centre, (max(1, shape[1] // 6), max(1, shape[0] // 2)), 0, 0, 360, 1.0, -1)
-    regions = region_masks(person, None, [], None)
-    return LiveParse(FrameParts(index=0, time=0.0, regions=regions), size)
-
 
 class _Inbox:
     """A slot of size one for the model worker: the newest frame wins."""
 
     def __init__(self) -> None:
-        self._job: tuple[_Job, ...] | None = None
+        self._job: tuple[Job, ...] | None = None
         self._ready = threading.Condition()
         self.replaced = 0
 
-    def put(self, jobs: tuple[_Job, ...] | None) -> None:
+    def put(self, jobs: tuple[Job, ...] | None) -> None:
         with self._ready:
             if self._job is not None:
                 self.replaced += 1
             self._job = jobs
             self._ready.notify()
 
-    def take(self, timeout: float) -> tuple[_Job, ...] | None:
+    def take(self, timeout: float) -> tuple[Job, ...] | None:
         with self._ready:
             if self._job is None:
                 self._ready.wait(timeout)
@@ -253,191 +113,6 @@ class _Inbox:
     def clear(self) -> None:
         with self._ready:
             self._job = None
-
-
-class _CarryingEditor(FrameEditor):
-    """`FrameEditor` whose flow prior is carried as the per-frame path carries it (`PriorCarrier`, at up
-    to ``prior_pixels``) instead of `FlowPrior` at full resolution, and only onto the model's window
-    (`prior_on_window`): the model sees the prior at its own resolution, so ``frame.prior`` stays
-    None (the full-resolution prior is the per-frame path's). Measured at 720p: `FlowPrior` took 46 ms
-    a frame; the whole frame's composite with the prior carried at 960x540, 17; the window's, 5-6."""
-
-    def __init__(
-        self, bundle: ModelBundle, options: EditorOptions, carry: CarrySettings, prior_pixels: float | None
-    ):
-        super().__init__(bundle, EffectRequest.keyframe_only(), options)
-        self.carrier = PriorCarrier(EditCarrier(carry), options.flow, prior_pixels)
-        self._flows: tuple[np.ndarray | None, tuple[np.ndarray, ...]] = (None, ())
-
-    def prior_flows(self, image: np.ndarray) -> tuple[np.ndarray, ...] | None:
-        """The flows the last prepared frame's keys were carried along, when ``image`` is that frame."""
-        frame, flows = self._flows
-        return flows if frame is image else None
-
-    def _add_prior(self, frame: PreparedFrame) -> None:
-        frame.prior_keys = self._next_prior_keys(frame.image.shape)
-        if not frame.prior_keys:
-            return
-        anchor = frame.parse.person if self.request.follows_person else None
-        view = self.carrier.carrier.view(frame.image)
-        carried = self.carrier.carry(view, frame.prior_keys, anchor, self.request.prior_reach)
-        # The per-frame path carries only the keys this frame could carry (not across a scene cut).
-        frame.prior_keys = () if carried is None else tuple(frame.prior_keys[i] for i in carried.used)
-        self._flows = (frame.image, () if carried is None else tuple(key[1] for key in carried.keys))
-        if carried is None or carried.confidence is None:
-            return
-        resolution, side = self.bundle.resolution, self.bundle.latent_side
-        cut = prior_on_window(frame.image, carried, frame.window, resolution)
-        frame.prior_latent = self.bundle.encode(to_signed(cut[None]))[0, 0] - frame.latent
-        confidence = confidence_on_window(carried.confidence, frame.image.shape[:2], frame.window, resolution)
-        frame.confidence = torch.from_numpy(
-            cv2.resize(confidence, (side, side), interpolation=cv2.INTER_AREA)
-        )[None]
-        frame.doubt = 1.0 - confidence  # [R, R]
-        frame.guide = gray(cut)
-
-
-def _still(view: FrameView) -> tuple[np.ndarray]:
-    """The flow from a frame to a keyframe drawn on that frame: zero (one key)."""
-    return (np.zeros((*view.small.shape, 2), np.float32),)
-
-
-def draw_keyframe(renderer: Effect, image: np.ndarray, parse: LiveParse) -> tuple[np.ndarray, bool]:
-    """A catalog effect drawn on ``image`` [H, W, 3] at the renderer's size, its change brought back to
-    the frame's size -> (the edited frame [H, W, 3] uint8, whether the drawing changed anything)."""
-    size = (renderer.height, renderer.width)
-    small = image if size == image.shape[:2] else cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
-    drawn = renderer.render(small, LiveParse(parse.parts, size).parts_at_frame_size())
-    changed = not np.array_equal(drawn, small)
-    if small is image:
-        return drawn, changed
-    change = cv2.resize(
-        cv2.subtract(drawn, small, dtype=cv2.CV_16S), image.shape[1::-1], interpolation=cv2.INTER_LINEAR
-    )
-    return cv2.add(image, change, dtype=cv2.CV_8U), changed  # saturated
-
-
-class _Refresher(EffectStream):
-    """`EffectStream`'s model path, one refresh at a time, returning the edit at the model's resolution
-    instead of a composited frame (so the student runs exactly as in the every-frame stream)."""
-
-    def __init__(
-        self, bundle: ModelBundle, options: StreamOptions, carry: CarrySettings, prior_pixels: float | None
-    ):
-        super().__init__(bundle, options)
-        self.prior_pixels = prior_pixels
-        if bundle.net.config.prior:
-            self._editor.close()
-            self._editor = _CarryingEditor(bundle, options.editor, carry, prior_pixels)
-
-    _empty_keyframe = True  # the last catalog keyframe changed nothing (its anchor was not in view)
-
-    def _refresh_catalog_keyframe(self, image: np.ndarray, parse: LiveParse) -> None:
-        """`EffectStream._refresh_catalog_keyframe`, drawn smaller when only the model's window sees it
-        (no prior): the renderer's sizes follow the frame's, and at 720p it took 58 ms a frame, the
-        longest step before a stream's first edit."""
-        if self._renderer is None or self._request is None or self._request.category is None:
-            return
-        due = self._keyframe is None or self._empty_keyframe
-        if not due and self._since_keyframe < self.options.keyframe_every:
-            self._since_keyframe += 1
-            return
-        size = self._drawing_size(image.shape[:2])
-        if (self._renderer.height, self._renderer.width) != size:
-            self._renderer = make_effect(self._request.category, self.options.seed, size)
-        edited, changed = draw_keyframe(self._renderer, image, parse)
-        self._empty_keyframe = not changed
-        self._set_keyframe((image, edited), 0 if due else self.options.crossfade)
-        self._since_keyframe = 1
-
-    def _drawing_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        """The catalog keyframe's drawing size: with a prior, the size the per-frame path carries it at
-        (``prior_pixels``); without, small enough that the model's window still holds
-        KEYFRAME_OVERSAMPLING x its pixels."""
-        height, width = size
-        if self.bundle.net.config.prior:
-            if self.prior_pixels is None:
-                return size
-            scale = min(1.0, (self.prior_pixels / (height * width)) ** 0.5)
-        else:
-            scale = min(1.0, KEYFRAME_OVERSAMPLING * self.bundle.resolution / min(height, width))
-        return max(16, round(height * scale)), max(16, round(width * scale))
-
-    def refresh(self, jobs: tuple[_Job, ...], early: Callable[[ModelEdit], None] | None = None) -> ModelEdit:
-        """The newest frames (one per chunk frame, the last is the one the edit is for) -> its edit.
-        ``early``: handed the keyframe prior alone before the model runs: a catalog keyframe as soon as
-        it is drawn on the frame, any keyframe once the frames are prepared (the first frames of an
-        effect then carry it sooner)."""
-        for job in jobs:
-            if self._stats.started is None:
-                self._stats.started = job.pushed_at
-            self._stats.frames_in += 1
-            self._pending.append(self._prepare_parsed(job, early))
-        prepared = self._pending[-1]
-        if early is not None and prepared.prior_keys:
-            flows = self._prior_flows(prepared)
-            early(self._prior_only(jobs[-1], prepared.parse, prepared.prior_keys, flows))
-        frames, lows = self._model_chunk()
-        frame = frames[-1]
-        low = self._editor.doubted(frame, lows[-1])  # as `FrameEditor.apply` does
-        self._stats.frames_out += 1
-        window, size = frame.window, low.shape[0]
-        gate = self.options.editor.gate(low, window.cut(frame.scope, size))
-        request = self._editor.request
-        return ModelEdit(
-            edit=LowResEdit(window, low, gate, frame.guide),
-            view=jobs[-1].view,
-            scope=request.scope.mask(frame.parse.parts.regions),
-            priors=frame.prior_keys,
-            prior_flows=self._prior_flows(frame),
-            index=jobs[-1].index,
-            generation=jobs[-1].generation,
-            made_at=time.perf_counter(),
-        )
-
-    def _prior_flows(self, frame: PreparedFrame) -> tuple[np.ndarray, ...] | None:
-        if isinstance(self._editor, _CarryingEditor):
-            return self._editor.prior_flows(frame.image)
-        return None
-
-    def _prior_only(
-        self,
-        job: _Job,
-        parse: LiveParse,
-        priors: tuple[_PriorKey, ...],
-        flows: tuple[np.ndarray, ...] | None,
-    ) -> ModelEdit:
-        """The keyframe prior of ``job``'s frame with no model edit (shown until the model's first)."""
-        return ModelEdit(
-            edit=None,
-            view=job.view,
-            scope=self._editor.request.scope.mask(parse.parts.regions),
-            priors=priors,
-            prior_flows=flows,
-            index=job.index,
-            generation=job.generation,
-            made_at=time.perf_counter(),
-        )
-
-    def _prepare_parsed(self, job: _Job, early: Callable[[ModelEdit], None] | None = None) -> PreparedFrame:
-        """`EffectStream._prepare` with the per-frame path's parse where it suffices (no landmarks)."""
-        with _Timer(self._stats, "parse"):
-            parse = self._editor.parse(job.image) if self._editor.request.needs_landmarks else job.parse
-            self._refresh_catalog_keyframe(job.image, parse)
-        keyframe = self._editor.keyframe if self._editor.uses_prior else None
-        if early is not None and keyframe is not None and keyframe[0] is job.image:  # drawn just now
-            early(self._prior_only(job, parse, ((*keyframe, 1.0),), _still(job.view)))
-        with _Timer(self._stats, "encode"):
-            frame = self._editor.prepare(job.image, job.pushed_at, parse)
-        if self._size is None:
-            self._size = job.image.shape[:2]
-        return frame
-
-    def request(self) -> EffectRequest:
-        return self._editor.request
-
-    def model_stats(self) -> dict[str, Any]:
-        return self._stats.summary() | {"tokens_reused": round(self._reuse.reuse_share, 4)}
 
 
 @dataclass
@@ -475,11 +150,12 @@ class DecoupledStream:
     engine = "model"
     rate = "decoupled"
 
-    def __init__(self, bundle: ModelBundle, options: DecoupledOptions = DecoupledOptions()):
+    def __init__(self, bundle: ModelBundle, options: DecoupledOptions | None = None):
+        options = options or DecoupledOptions()
         self.bundle, self.options = bundle, options
         if options.channels_last:
             bundle.autoencoder.to(memory_format=torch.channels_last)
-        self._refresher = _Refresher(bundle, options.stream, options.carry, options.prior_pixels)
+        self._refresher = Refresher(bundle, options.stream, options.carry, options.prior_pixels)
         self._parser = LiveParser(options.parse_side)
         self._carrier = EditCarrier(options.carry)
         self._prior = PriorCarrier(
@@ -491,7 +167,7 @@ class DecoupledStream:
         self._generation = 0
         self._index = 0
         self._size: tuple[int, int] | None = None
-        self._recent: deque[_Job] = deque(maxlen=bundle.net.config.chunk_frames)
+        self._recent: deque[Job] = deque(maxlen=bundle.net.config.chunk_frames)
         self._published: ModelEdit | None = None  # the newest edit (written by the worker)
         self._scheduled: deque[tuple[int, ModelEdit]] = deque()  # synchronous mode: (shown from, edit)
         self._last: tuple[np.ndarray, LiveParse] | None = None
@@ -575,10 +251,10 @@ class DecoupledStream:
         with self._model_lock:
             self._refresher.warmup(size)
         self._parser(blank, False)
-        parse = _drawn_person(size, self.options.parse_side)
+        parse = drawn_person(size, self.options.parse_side)
         for index in range(2):
             view = self._carrier.view(blank)
-            job = _Job(index, blank, parse, view, time.perf_counter(), self._generation)
+            job = Job(index, blank, parse, view, time.perf_counter(), self._generation)
             made = self._refresh_now((job,) * self.bundle.net.config.chunk_frames)
             self._compose(blank, view, parse, replace(made, index=-1), 0)
         with self._model_lock:
@@ -589,7 +265,7 @@ class DecoupledStream:
         self._refresh_ms.clear()
         self._refresh_times.clear()
 
-    def _refresh_now(self, jobs: tuple[_Job, ...]) -> ModelEdit:
+    def _refresh_now(self, jobs: tuple[Job, ...]) -> ModelEdit:
         """A refresh of ``jobs``, waited for: on the worker thread when there is one."""
         if self._worker is None:
             with self._model_lock:
@@ -629,7 +305,7 @@ class DecoupledStream:
         with _Stage(self._stats, "flow"):
             view = self._carrier.view(image)
         self._last = (image, parse)
-        job = _Job(index, image, parse, view, now, self._generation)
+        job = Job(index, image, parse, view, now, self._generation)
         self._recent.append(job)
         made = self._schedule(job)
         if made is None and self._instant is not None:
@@ -736,7 +412,7 @@ class DecoupledStream:
 
     def _work(self) -> None:
         """The model worker: the newest frame, a refresh, publish; again."""
-        _lower_priority(self.options.threads.worker_nice)
+        lower_priority(self.options.threads.worker_nice)
         while not self._closing.is_set():
             jobs = self._inbox.take(timeout=0.5)
             if jobs is None or self._closing.is_set():
@@ -763,7 +439,7 @@ class DecoupledStream:
                 self._published = made
 
     def _timed_refresh(
-        self, jobs: tuple[_Job, ...], early: Callable[[ModelEdit], None] | None = None
+        self, jobs: tuple[Job, ...], early: Callable[[ModelEdit], None] | None = None
     ) -> ModelEdit:
         start = time.perf_counter()
         made = self._refresher.refresh(jobs, early)
@@ -771,13 +447,13 @@ class DecoupledStream:
         self._refresh_times.append(made.made_at)
         return made
 
-    def _jobs(self) -> tuple[_Job, ...]:
+    def _jobs(self) -> tuple[Job, ...]:
         """The newest frames for a refresh: a chunk's worth (the oldest repeated at the start)."""
         frames = list(self._recent)
         need = self.bundle.net.config.chunk_frames
         return tuple([frames[0]] * (need - len(frames)) + frames)
 
-    def _schedule(self, job: _Job) -> ModelEdit | None:
+    def _schedule(self, job: Job) -> ModelEdit | None:
         """Hand the frame to the model (threaded: the worker's slot; synchronous: a refresh every k
         frames, shown ``refresh_lag`` frames later) -> the edit to show on this frame, if any."""
         if self.threaded:
@@ -795,7 +471,7 @@ class DecoupledStream:
             self._published = self._scheduled.popleft()[1]
         return self._published
 
-    def _instant_keyframe(self, job: _Job) -> ModelEdit | None:
+    def _instant_keyframe(self, job: Job) -> ModelEdit | None:
         """The catalog effect's keyframe drawn on this frame, here (a few tens of ms, once per effect,
         instead of a frame time or more while the worker gets to it), and shown until the worker's
         first result. None while the effect's anchor is not in view (tried again next frame)."""
@@ -810,7 +486,7 @@ class DecoupledStream:
         self._instant = None
         change = cv2.subtract(edited, job.image, dtype=cv2.CV_32F)
         keys = ((job.image, change, 1.0),)
-        self._publish_prior(self._refresher._prior_only(job, job.parse, keys, _still(job.view)))
+        self._publish_prior(self._refresher._prior_only(job, job.parse, keys, still_flows(job.view)))
         made = self._published
         return made if made is not None and made.generation == self._generation else None
 
