@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -408,3 +409,51 @@ def test_the_person_is_segmented_on_every_kth_frame(
         stream._parser = parser  # closed with the stream
     assert calls == list(range(0, 6, every))
     assert all(out.shape == frames[0].shape for out in outputs)
+
+
+def test_composed_flows_add_translations_and_keep_a_flow_through_a_still_frame() -> None:
+    from streamingeffect.pipeline.carry import compose_flows
+
+    rng = np.random.default_rng(0)
+    flow = rng.normal(0, 2, (18, 32, 2)).astype(np.float32)
+    still = np.zeros_like(flow)
+    assert np.array_equal(compose_flows(flow, still), flow)  # B is C: the flow A -> B
+    assert np.allclose(compose_flows(still, flow), flow)  # A is B: the flow B -> C
+    shift = np.broadcast_to(np.float32([1.5, -0.5]), flow.shape).copy()
+    twice = compose_flows(shift, shift)  # replicated borders keep a constant flow constant
+    assert np.allclose(twice, 2 * shift, atol=1e-5)
+
+
+def test_the_per_frame_path_carries_the_prior_along_the_workers_flows(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    """The model's result names each keyframe's flow from its frame; the per-frame path composes its
+    own flow to that frame with them (no optical flow per key): on the model's own frame the output is
+    the one carrying along a fresh flow to the key, and a few frames on it stays close to it."""
+    from streamingeffect.data.render import render_keyframe
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    prior_bundle = ModelBundle.load(_student(tmp_path / "prior", prior=True))
+    edited = render_keyframe(frames[0], "glow_aura_gold")
+    options = DecoupledOptions(refresh_every=4, refresh_lag=0, segment_every=1)
+    with DecoupledStream(prior_bundle, options) as stream:
+        stream.set_keyframe(frames[0], edited)
+        composed = [stream.push(frame)[0] for frame in frames[:4]]
+        made = stream._published
+        assert made is not None and made.prior_flows is not None
+        assert len(made.prior_flows) == len(made.priors) == 1
+        assert made.prior_flows[0].shape == (*made.view.small.shape, 2)
+        # The same result without the worker's flows: the per-frame path runs optical flow per key.
+        alone = replace(made, prior_flows=None)
+        own = []
+        for index, frame in enumerate(frames[:4]):
+            view, parse = stream._carrier.view(frame), stream._parser(frame, False)
+            own.append(stream._compose(frame, view, parse, alone, index))
+    assert np.array_equal(composed[0], own[0])  # the model's own frame: no flow composed
+    for ours, theirs in zip(composed[1:], own[1:], strict=True):
+        assert _psnr(ours, theirs) > 35.0
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)

@@ -14,8 +14,9 @@ carries the result by flow to the frames between:
   (``segment_every``-th frames; the others reuse the newest mask), low-resolution flow from this
   frame to the frame the newest model edit was made on, that edit's change and gate warped along the
   flow at the model's resolution (`pipeline.carry`), the keyframe prior carried to this frame when the
-  model takes one (only the keys the worker found on its frame's scene: no backward flow here),
-  guided upsampling and compositing inside the box where the gate is open. It never waits for the
+  model takes one (only the keys the worker found on its frame's scene, along the worker's flow from
+  its frame to each key composed with this frame's flow to the worker's frame: no optical flow per
+  key here), guided upsampling and compositing inside the box where the gate is open. It never waits for the
   model: each push returns its frame.
 - **The model worker, at its own rate** (a thread): takes the newest frame, runs the causal student
   exactly as `EffectStream` does (parse with landmarks where the effect needs them, the catalog
