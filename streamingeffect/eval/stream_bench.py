@@ -282,9 +282,10 @@ def run_scaling_benchmark(
         "mp4 (libx264 ultrafast, zerolatency settings). Each run is its own process, warmed up before the "
         f"first frame{_repeats_note(repeats)}. *Decoupled*: every frame goes through the per-frame path "
         "(person segmentation on every second frame, flow, the newest model edit warped, the keyframe "
-        "prior carried, guided upsampling, composite) while the model worker refreshes the edit on the "
-        "newest frame on its own thread; a catalog effect's first keyframe is drawn on the per-frame "
-        "path and shown at once; *every frame*: the model on each frame it takes.",
+        "prior carried along the model worker's flows to the keys, guided upsampling, composite) while "
+        "the model worker refreshes the edit on the newest frame on its own thread; a catalog effect's "
+        "first keyframe is drawn on the per-frame path and shown at once; *every frame*: the model on "
+        "each frame it takes.",
         "",
         "| | " + " | ".join(f"{h}p {rate}" for rate, (w, h), _ in runs) + " |",
         "|---|" + "---:|" * len(runs),
