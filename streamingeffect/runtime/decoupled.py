@@ -89,6 +89,7 @@ FRAME_STAGES = ("segment", "flow", "warp", "prior", "composite")  # the per-fram
 # worker computes: their scope is carried from the model's frame by flow.
 PERSON_REGIONS = ("person", "background", "scene")
 
+
 class _Inbox:
     """A slot of size one for the model worker: the newest frame wins."""
 

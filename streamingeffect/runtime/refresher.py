@@ -375,5 +375,3 @@ class Refresher(EffectStream):
 
     def model_stats(self) -> dict[str, Any]:
         return self._stats.summary() | {"tokens_reused": round(self._reuse.reuse_share, 4)}
-
-
