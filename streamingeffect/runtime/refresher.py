@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 import torch
 
-from streamingeffect.data.dataset import to_signed
 from streamingeffect.effects import Effect, make_effect
 from streamingeffect.parsing.live import LiveParse
 from streamingeffect.parsing.masks import region_masks
@@ -211,10 +210,10 @@ class CarryingEditor(FrameEditor):
         frame, flows = self._flows
         return flows if frame is image else None
 
-    def _add_prior(self, frame: PreparedFrame) -> None:
+    def _add_prior(self, frame: PreparedFrame) -> np.ndarray | None:
         frame.prior_keys = self._next_prior_keys(frame.image.shape)
         if not frame.prior_keys:
-            return
+            return None
         anchor = frame.parse.person if self.request.follows_person else None
         view = self.carrier.carrier.view(frame.image)
         carried = self.carrier.carry(view, frame.prior_keys, anchor, self.request.prior_reach)
@@ -222,16 +221,16 @@ class CarryingEditor(FrameEditor):
         frame.prior_keys = () if carried is None else tuple(frame.prior_keys[i] for i in carried.used)
         self._flows = (frame.image, () if carried is None else tuple(key[1] for key in carried.keys))
         if carried is None or carried.confidence is None:
-            return
+            return None
         resolution, side = self.bundle.resolution, self.bundle.latent_side
         cut = prior_on_window(frame.image, carried, frame.window, resolution)
-        frame.prior_latent = self.bundle.encode(to_signed(cut[None]))[0, 0] - frame.latent
         confidence = confidence_on_window(carried.confidence, frame.image.shape[:2], frame.window, resolution)
         frame.confidence = torch.from_numpy(
             cv2.resize(confidence, (side, side), interpolation=cv2.INTER_AREA)
         )[None]
         frame.doubt = 1.0 - confidence  # [R, R]
         frame.guide = gray(cut)
+        return cut
 
 
 def still_flows(view: FrameView) -> tuple[np.ndarray]:
