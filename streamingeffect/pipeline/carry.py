@@ -409,13 +409,15 @@ class PriorCarrier:
         and the model's own edit crosses a cut no sooner than they do). ``flows`` (with ``checked``
         False): each key's flow from this frame at the flow's size, already spread for an anchored
         effect (`compose_flows`); none is computed here."""
+        if flows is not None and checked:
+            raise ValueError("flows are given for the unchecked carry only (checked=False)")
         keys, box, total, used = [], None, None, []
         height, width = view.size
         scale = 1.0 if self.max_pixels is None else min(1.0, (self.max_pixels / (height * width)) ** 0.5)
         for index, (source, change, weight) in enumerate(priors):
             if source.shape[:2] != view.size:
                 return None
-            if flows is not None and not checked:
+            if flows is not None:
                 keys, box = self._add_key(keys, box, change, weight, flows[index], person, reach, scale)
                 used.append(index)
                 continue

@@ -2,8 +2,8 @@
 
 `Refresher` runs the causal student exactly as `EffectStream` does, on the newest frames the per-frame
 path hands it (`Job`), and returns its edit at the model's resolution with what carries it to later
-frames (`ModelEdit`). It runs on a thread of the caller's process or in a process of its own
-(`runtime.model_process`); the options both paths share (`DecoupledOptions`) live here too.
+frames (`ModelEdit`), on `DecoupledStream`'s model worker thread (or, on the synchronous schedule, on
+the caller's). The options both paths share (`DecoupledOptions`) live here too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
@@ -118,15 +118,8 @@ class DecoupledOptions:
     # 11.6 ms carried at 640x360, 21.3 at 960x540; against carrying at 720p itself the output differs
     # by 46.5 dB PSNR (neon_outline_cyan), 48.1 (glow_aura_gold), 59.6 (face_paint_blue).
     prior_pixels: float | None = 640 * 360
-    # Where the threaded model worker runs: "process", a process of its own (the per-frame path and the
-    # model then never wait for each other's interpreter lock; measured at 720p on 2 cores: a refresh
-    # took 120-160 ms on a thread beside the per-frame path, ~100 in a process, the per-frame path
-    # 35-40 ms beside the thread, 26 beside the process); "thread", a thread of this process.
-    worker: Literal["thread", "process"] = "process"
 
     def __post_init__(self) -> None:
-        if self.worker not in ("thread", "process"):
-            raise ValueError(f"worker must be 'thread' or 'process', got {self.worker!r}")
         if self.segment_every < 1:
             raise ValueError(f"segment_every must be >= 1, got {self.segment_every}")
         if self.refresh_every is not None and self.refresh_every < 1:
