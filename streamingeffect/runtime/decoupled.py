@@ -173,6 +173,7 @@ class DecoupledStream:
         self._published: ModelEdit | None = None  # the newest edit (written by the worker)
         self._scheduled: deque[tuple[int, ModelEdit]] = deque()  # synchronous mode: (shown from, edit)
         self._last: tuple[np.ndarray, LiveParse] | None = None
+        self._person_scope: tuple[LiveParse, EffectRequest, np.ndarray] | None = None  # (parse, for, it)
         self._model_lock = threading.Lock()  # a refresh, or a control change: one at a time
         self._publish_lock = threading.Lock()  # the newest result: written by both threads
         self._instant: Category | None = None  # a catalog effect whose first keyframe this thread draws
@@ -535,7 +536,12 @@ class DecoupledStream:
         """Where the effect may act on this frame, at parse resolution: from this frame's person mask,
         or (for regions that need landmarks) the model frame's scope carried here by flow."""
         if request.scope.region in PERSON_REGIONS:
-            return request.scope.mask(parse.parts.regions)
+            # The frames between segmentations share their parse, and so their scope (~1 ms at 720p).
+            cached = self._person_scope
+            if cached is None or cached[0] is not parse or cached[1] is not request:
+                cached = (parse, request, request.scope.mask(parse.parts.regions))
+                self._person_scope = cached
+            return cached[2]
         if flow is None:
             return made.scope
         return warp_by_flow(made.scope, flow, made.scope.shape[:2])
