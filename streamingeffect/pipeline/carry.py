@@ -418,7 +418,7 @@ class PriorCarrier:
             if source.shape[:2] != view.size:
                 return None
             if flows is not None:
-                keys, box = self._add_key(keys, box, change, weight, flows[index], person, reach, scale)
+                box = self._add_key(keys, box, change, weight, flows[index], person, reach, scale)
                 used.append(index)
                 continue
             earlier = self._view(source)
@@ -438,7 +438,7 @@ class PriorCarrier:
                     )
             if confidence is not None:
                 total = weight * confidence if total is None else total + weight * confidence
-            keys, box = self._add_key(keys, box, change, weight, forward, person, reach, scale)
+            box = self._add_key(keys, box, change, weight, forward, person, reach, scale)
             used.append(index)
         return CarriedPrior(keys, box, scale, total, tuple(used))
 
@@ -452,20 +452,21 @@ class PriorCarrier:
         person: np.ndarray | None,
         reach: float,
         scale: float,
-    ) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], Box | None]:
-        """``keys`` and ``box`` with one more key carried along ``forward``."""
+    ) -> Box | None:
+        """Appends to ``keys`` one more key carried along ``forward`` -> ``box`` grown to where it can
+        reach."""
         keep = np.ones(forward.shape[:2], np.float32)
         if person is not None:
             keep = near_person(person, forward.shape[:2], reach)
         carried, support = self._carried(change, scale)
         keys.append((carried, forward, keep, weight))
         if support is None:
-            return keys, box
+            return box
         # The change reaches as far as the flow moves it (in its pixels), and a pixel for bilinear.
         size = carried.shape[:2]
         flow_scale = max(size[0] / forward.shape[0], size[1] / forward.shape[1])
         grown = grow(support, float(np.abs(forward).max()) * flow_scale + 2, size)
-        return keys, grown if box is None else union(box, grown)
+        return grown if box is None else union(box, grown)
 
     def _view(self, source: np.ndarray) -> FrameView:
         cached = self._views.get(id(source))
