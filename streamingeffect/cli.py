@@ -111,7 +111,7 @@ def _data_bench(args: argparse.Namespace) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from streamingeffect.train.run import train_autoencoder, train_teacher
+    from streamingeffect.train.run import distill_autoencoder, train_autoencoder, train_teacher
     from streamingeffect.train.trainer import TrainConfig
 
     if args.model == "effect-classifier":
@@ -133,6 +133,9 @@ def _train(args: argparse.Namespace) -> None:
     )
     if args.model in ("ode-init", "student"):
         out = _train_student(args, config)
+    elif args.model == "autoencoder" and args.distill_from:
+        teacher = Path(args.distill_from)
+        out = distill_autoencoder(Path(args.data), Path(args.out), args.config, config, teacher, args.resume)
     elif args.model == "autoencoder":
         out = train_autoencoder(Path(args.data), Path(args.out), args.config, config, resume=args.resume)
     else:
@@ -586,6 +589,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--workers", type=int, default=1, help="data loader processes")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     train.add_argument("--autoencoder", default="", help="autoencoder checkpoint (teacher: encodes the data)")
+    train.add_argument(
+        "--distill-from",
+        default="",
+        help="autoencoder: a trained autoencoder whose latent space the new (smaller) one learns",
+    )
     train.add_argument(
         "--resolution", type=int, default=128, help="teacher: frame size the latents are made at"
     )

@@ -11,6 +11,8 @@ micro-benchmark of the caller's matmul shape in both precisions, made once per p
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -114,3 +116,8 @@ def cpu_flags_summary() -> str:
         return "CPU flags unknown"
     named = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
     return "CPU flags: " + (", ".join(named) if named else "none of avx2/avx512/amx")
+
+
+def machine_summary() -> str:
+    """The machine as a benchmark report names it: "2 CPU cores (x86_64; CPU flags: avx2, avx512f)"."""
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()})"

@@ -331,6 +331,36 @@ def test_run_with_decoupled_rates_answers_every_frame(tmp_path: Path, bundle: Mo
     assert summary["rate"] == "decoupled" and summary["frames_out"] == 8 and probe(out).num_frames == 8
 
 
+def _autoencoder(folder: Path, distilled_from: str | None) -> Path:
+    ae = AutoencoderConfig(name="nano", channels=(8, 8, 16), latent_channels=4, groups=4)
+    task = {} if distilled_from is None else {"distilled_from": distilled_from}
+    config = {"kind": "autoencoder", "model": ae.to_dict(), "task": task}
+    ckpt.save_weights(folder, FrameAutoencoder(ae).state_dict(), config)
+    return folder
+
+
+def test_the_worker_uses_an_autoencoder_distilled_into_the_models_latent_space(
+    tmp_path: Path, bundle: ModelBundle, frames: list[np.ndarray]
+) -> None:
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    assert bundle.autoencoder_dir is not None
+    distilled = _autoencoder(tmp_path / "distilled", ckpt.weights_digest(bundle.autoencoder_dir))
+    stranger = _autoencoder(tmp_path / "stranger", "0" * 40)  # another model's latent space
+    alone = _autoencoder(tmp_path / "alone", None)  # trained on its own
+    options = DecoupledOptions(refresh_every=1, refresh_lag=0)
+    with DecoupledStream(bundle, replace(options, autoencoder=distilled)) as stream:
+        assert stream.bundle.autoencoder_dir == distilled
+        assert stream.bundle.autoencoder.config.channels == (8, 8, 16)
+        stream.set_effect("glow_aura_gold")
+        assert sum(len(stream.push(frame)) for frame in frames[:3]) == 3
+        assert stream.stats()["refreshes"] == 3
+    assert bundle.autoencoder.config.channels == (8, 16, 16)  # the caller's bundle is left as it was
+    for own in (stranger, alone, tmp_path / "missing", None):
+        with DecoupledStream(bundle, replace(options, autoencoder=own)) as stream:
+            assert stream.bundle.autoencoder is bundle.autoencoder, own
+
+
 # ------------------------------------------------------------------------------- the student step
 
 

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,15 @@ from fixtures_data import tiny_dataset
 
 from streamingeffect.cli import main
 from streamingeffect.models import checkpoint as ckpt
-from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder, load_autoencoder
+from streamingeffect.models.autoencoder import (
+    AutoencoderConfig,
+    FrameAutoencoder,
+    distilled_from,
+    load_autoencoder,
+)
+from streamingeffect.objectives.autoencoder import distillation_loss
 from streamingeffect.train.distributed import DistEnv
-from streamingeffect.train.tasks import AutoencoderTask
+from streamingeffect.train.tasks import AutoencoderDistillTask, AutoencoderTask
 from streamingeffect.train.trainer import TrainConfig, Trainer, learning_rate
 
 TINY = AutoencoderConfig(name="tiny", channels=(8, 16, 16), latent_channels=4, groups=4)
@@ -235,6 +242,64 @@ def test_cli_bad_checkpoint_is_one_error_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------- distillation
+
+# A teacher with the named sizes' 8 latent channels, so that `--config nano` can learn its latent space.
+TEACHER = AutoencoderConfig(name="tiny", channels=(8, 16, 16), latent_channels=8, groups=4, latent_scale=0.7)
+
+
+def saved_teacher(directory: Path) -> Path:
+    torch.manual_seed(1)
+    ckpt.save_weights(
+        directory, FrameAutoencoder(TEACHER).state_dict(), {"kind": "autoencoder", "model": TEACHER.to_dict()}
+    )
+    return directory
+
+
+def test_distillation_loss_is_zero_for_the_teacher_itself() -> None:
+    from streamingeffect.models.lpips import LPIPS
+
+    torch.manual_seed(0)
+    teacher = FrameAutoencoder(TEACHER).eval()
+    frames = torch.rand(4, 3, CROP, CROP) * 2 - 1
+    loss, metrics = distillation_loss(teacher, teacher, LPIPS(), frames)
+    assert loss.item() == 0.0 and all(value == 0.0 for value in metrics.values()), metrics
+    other = FrameAutoencoder(TEACHER).eval()
+    loss, metrics = distillation_loss(other, teacher, LPIPS(), frames)
+    assert metrics["latent_mse"] > 0 and metrics["change_l1"] > 0 and loss.item() > 0
+
+
+def test_distilled_student_learns_the_teacher_latents(data: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    teacher = load_autoencoder(saved_teacher(tmp_path / "teacher"))
+    student = AutoencoderConfig(name="nano", channels=(8, 8, 16), latent_channels=8, groups=4)
+    inner = AutoencoderDistillTask(student, teacher, data, "digest", crop=CROP)
+    assert inner.config.latent_scale == TEACHER.latent_scale  # scaled latents are the teacher's
+    batch = next(inner.batches(DistEnv(), 4, seed=0, workers=0))
+    assert batch.shape == (4, 3, CROP, CROP)
+    sources, targets = batch[:2], batch[2:]  # pairs: the targets carry the effect on the sources
+    assert (targets - sources).abs().amax(dim=(1, 2, 3)).min() > 0.1
+    config = train_config(steps=30, lr=3e-3, warmup=2, save_every=1000)
+    Trainer(OneBatchTask(inner, batch), config, tmp_path / "ckpt", DistEnv()).fit()  # type: ignore[arg-type]
+    rows = log_rows(tmp_path / "ckpt")
+    first, last = float(rows[0]["latent_mse"]), sum(float(r["latent_mse"]) for r in rows[-5:]) / 5
+    assert last < 0.5 * first, (first, last)
+    with pytest.raises(ValueError, match="latent channels"):
+        AutoencoderDistillTask(replace(student, latent_channels=4), teacher, data, "digest", crop=CROP)
+
+
+def test_cli_distills_a_named_size_into_the_teacher_latent_space(data: Path, tmp_path: Path) -> None:
+    teacher = saved_teacher(tmp_path / "teacher")
+    out = tmp_path / "nano"
+    args = ["train", "autoencoder", "--config", "nano", "--distill-from", str(teacher), "--data", str(data)]
+    assert main([*args, "--out", str(out), "--steps", "2", "--batch-size", "2", "--workers", "0"]) == 0
+    model = load_autoencoder(out)
+    assert model.config.channels == AutoencoderConfig.named("nano").channels
+    assert model.config.latent_scale == TEACHER.latent_scale
+    assert ckpt.read_config(out)["step"] == 2
+    assert distilled_from(out) == ckpt.weights_digest(teacher) and distilled_from(teacher) is None
 
 
 # ------------------------------------------------------------------------------------- torchrun / DDP

@@ -7,24 +7,13 @@ then builds the same configs into fresh folders that share that parse cache.
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
 
 from streamingeffect.data.build import BuildConfig, build_dataset
 from streamingeffect.docs import replace_section
-
-
-def cpu_flags(names: tuple[str, ...] = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")) -> str:
-    """Which of the flags that decide our kernels' speed this CPU has, e.g. "avx2 avx512f avx512_bf16"."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return "unknown"
-    return " ".join(name for name in names if name in flags) or "none of avx2/avx512"
-
+from streamingeffect.precision import machine_summary
 
 KINDS = (("photos", 1e9), ("clips", 0.0))  # image_ratio that gives only photo / only clip samples
 
@@ -93,7 +82,7 @@ def _markdown(
         "## Data engine: build throughput",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; flags: {cpu_flags()}), "
+        f"Machine: {machine_summary()}, "
         f"workers={workers}. "
         f"Samples of {frames} frames at {size}x{size} from the default corpus (`--sources corpus`), all "
         "categories, with its augmentation and long references; photos become pseudo-video, clips are "

@@ -17,8 +17,6 @@ Candidates (the model's window is the square it sees at its resolution, through 
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -155,14 +153,14 @@ def run_ceiling(
 
 
 def ceiling_markdown(table: dict, clip: str, size: tuple[int, int], resolution: int, command: str) -> str:
-    from streamingeffect.precision import cpu_flags_summary
+    from streamingeffect.precision import machine_summary
 
     header = ["source", *CANDIDATES]
     lines = [
         "## Edit representations: ceilings at full resolution",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). Held-out clip "
+        f"Machine: {machine_summary()}. Held-out clip "
         f"`{clip}` at its own {size[1]}x{size[0]}; the model's window at {resolution} px through the bundled "
         "autoencoder; the renderer's target pushed through each candidate (no model): a ceiling for any "
         "model using it. Cells: PSNR (dB) over the frame / inside the edit mask / outside it.",

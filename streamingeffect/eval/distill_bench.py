@@ -23,6 +23,7 @@ from streamingeffect.eval.metrics import masked_lpips, psnr, warp_error
 from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
 from streamingeffect.models.lpips import LPIPS
 from streamingeffect.pipeline import ModelBundle, Sampling
+from streamingeffect.precision import machine_summary
 from streamingeffect.rollout import new_cache, rollout
 
 MODES = {"text + reference": (True, True), "text only": (False, True)}
@@ -249,7 +250,6 @@ def run_distill_benchmark(
     command: str,
 ) -> str:
     """Measure, print and (optionally) record the teacher/student table and the long-stream memory."""
-    import platform
 
     from streamingeffect.docs import replace_section
 
@@ -269,7 +269,7 @@ def run_distill_benchmark(
         "## Distillation: teacher and causal students",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), fp32, batch 1, "
+        f"Machine: {machine_summary()}, fp32, batch 1, "
         f"{torch.get_num_threads()} threads. Held-out data: `{heldout_data}` ({len(clips)} samples of a "
         f"person no model trained on, {frames} frames each at {teacher.resolution}x{teacher.resolution}).",
         "",

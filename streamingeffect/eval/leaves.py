@@ -10,7 +10,6 @@ ground truth) shows it.
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from streamingeffect.data.dataset import to_signed
 from streamingeffect.eval.heldout import load_heldout_frames, render_target
 from streamingeffect.eval.metrics import psnr
-from streamingeffect.precision import cpu_flags_summary
+from streamingeffect.precision import machine_summary
 
 
 @dataclass
@@ -89,7 +88,7 @@ def run_leaves_benchmark(
         "## A person leaves the shot",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). Clip "
+        f"Machine: {machine_summary()}. Clip "
         f"`{result.clip}` (the benchmark person, held out), {result.frames} frames in and out at "
         f"{width}x{height}, `{effect}`, model `{model}` through `EffectStream`; ground truth: the renderer.",
         "",

@@ -23,7 +23,7 @@ from streamingeffect.models.autoencoder import FrameAutoencoder
 from streamingeffect.models.dit import EffectCondition, TextCondition
 from streamingeffect.models.lpips import LPIPS
 from streamingeffect.pipeline import ModelBundle, Sampling
-from streamingeffect.precision import autocast
+from streamingeffect.precision import autocast, machine_summary
 
 MODES = {"text only": (False, True), "reference only": (True, False), "text + reference": (True, True)}
 
@@ -165,8 +165,6 @@ def run_model_benchmark(
     command: str,
 ) -> str:
     """Measure, print and (optionally) record the autoencoder and teacher figures as markdown."""
-    import os
-    import platform
 
     from streamingeffect.docs import replace_section
     from streamingeffect.models.autoencoder import load_autoencoder
@@ -176,7 +174,7 @@ def run_model_benchmark(
         "## Models: autoencoder and teacher",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), "
+        f"Machine: {machine_summary()}, "
         f"{'bf16 autocast' if cpu_has_native_bf16() else 'fp32 (no native bf16 on this CPU)'}. "
         f"Held-out clip: `{heldout_clip.name}` (a person no model trained on).",
         "",

@@ -10,7 +10,6 @@ the source's flow) of both outputs is measured beside it.
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 import cv2
@@ -19,7 +18,7 @@ import numpy as np
 from streamingeffect.eval.heldout import HeldoutFrames, person_frames
 from streamingeffect.eval.metrics import warp_error
 from streamingeffect.parsing.indices import FACE_OVAL
-from streamingeffect.precision import cpu_flags_summary
+from streamingeffect.precision import machine_summary
 
 CHEEK, OTHER_EYE_LOWER = 50, 374  # face-mesh landmarks: a cheek, the lower lid of the other eye
 
@@ -86,7 +85,7 @@ def run_painted_benchmark(model: str, frames: int, picture: Path, report: Path |
         "## A painted keyframe carried through a held-out clip",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). `{held.name}` "
+        f"Machine: {machine_summary()}. `{held.name}` "
         f"at {width}x{height}, {frames} frames; the keyframe is frame 0 with paint no catalog effect makes. "
         "Rows: the source, the model (`EffectStream` with the keyframe), plain optical flow of the "
         "keyframe's "

@@ -8,7 +8,6 @@ and write the mp4 — in one process on this machine, with nothing else running.
 from __future__ import annotations
 
 import os
-import platform
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from streamingeffect.precision import machine_summary
 from streamingeffect.runtime.runner import RunConfig, run
 
 
@@ -107,7 +107,7 @@ def run_stream_benchmark(
         f"## Streaming: `streamingeffect run` end to end, {mode.split(':')[0]}",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}), fp32. Input `{on['input']}` at "
+        f"Machine: {machine_summary()}, fp32. Input `{on['input']}` at "
         f"{size_text}, {on['frames_out']} frames, effect `{effect}`; {mode}. Model `{model}` "
         f"({on['steps']} steps), "
         "frames processed as fast as they come (no pacer), after a warm-up frame; "
@@ -242,7 +242,7 @@ def run_scaling_benchmark(
 
     from streamingeffect.docs import replace_section
     from streamingeffect.eval.metrics import matmul_peak_flops
-    from streamingeffect.precision import cpu_flags_summary, measured_choice
+    from streamingeffect.precision import measured_choice
 
     load_before = _load()
     settings = [("decoupled", size) for size in sizes]
@@ -272,7 +272,7 @@ def run_scaling_benchmark(
         "## Streaming at the camera's rate: resolution scaling (`run --realtime`, 30 fps)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}); model precision "
+        f"Machine: {machine_summary()}; model precision "
         f"{choice.describe()}. Machine load: {load_before} before, {load_after} after (other jobs were "
         "running on the same cores when the 1-minute load is above ~0.5).",
         "",

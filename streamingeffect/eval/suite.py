@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +36,7 @@ from streamingeffect.data.dataset import to_signed
 from streamingeffect.effects import get_category
 from streamingeffect.eval.heldout import HeldoutFrames
 from streamingeffect.pipeline import ModelBundle, Sampling
-from streamingeffect.precision import cpu_flags_summary
+from streamingeffect.precision import machine_summary
 from streamingeffect.runtime.stream import StreamOptions
 
 
@@ -493,8 +492,7 @@ def run_suite(
         "student": student_dir,
         "clip_fps": fps,
         "clip_size": f"{width}x{height}",
-        "machine": f"{os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}), "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "machine": f"{machine_summary()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
         "command": command,
         "wall_s": 0.0,
         "classifier": scorer.classifier is not None,
@@ -562,7 +560,7 @@ def sampling_table(config: SuiteConfig, teacher_dir: str | None, student_dir: st
         "## Sampling: from noise or from the source, and how many steps",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}). Clip "
+        f"Machine: {machine_summary()}. Clip "
         f"`{clips[0].person}` ({width}x{height}, the benchmark person, held out), {config.frames} frames, "
         "categories "
         + ", ".join(f"`{c}`" for c in config.categories)
@@ -622,7 +620,7 @@ def drift_table(seconds: float, student_dir: str, command: str) -> str:
         "## Drift: a keyframe held for minutes",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}), torch "
+        f"Machine: {machine_summary()}, torch "
         f"{torch.get_num_threads()} thread(s). The benchmark person `{clip.person}`'s {base}-frame clip "
         f"({width}x{height}, {clip.fps:g} fps) ping-ponged for {seconds:g} s ({stream.frames} frames) "
         f"through `EffectStream` (model `{student_dir}`, every frame, its KV cache rolling) with the "
@@ -682,7 +680,7 @@ def rate_table(config: SuiteConfig, student_dir: str, command: str) -> str:
         "## Decoupled rates: the model every k frames, flow in between",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}; {cpu_flags_summary()}), torch "
+        f"Machine: {machine_summary()}, torch "
         f"{torch.get_num_threads()} thread(s) (the figures are quality only). Suite `{config.name}`: clip "
         f"`{clips[0].person}` ({width}x{height}, {fps:g} fps, a held-out person), "
         f"{config.frames} frames, categories " + ", ".join(f"`{c}`" for c in config.categories) + f"; model "

@@ -7,6 +7,7 @@ DIR/state.pt            optimizer, raw (non-EMA) weights, step, RNG — only wha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -47,6 +48,11 @@ def read_config(directory: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except ValueError as error:
         raise CheckpointError(f"{path}: unreadable config ({error})") from error
+
+
+def weights_digest(directory: Path) -> str:
+    """The SHA-1 of a checkpoint's weights file (hex): which trained weights these are."""
+    return hashlib.sha1((Path(directory) / WEIGHTS).read_bytes()).hexdigest()
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:

@@ -11,7 +11,7 @@ cache), decode to an edit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -21,7 +21,7 @@ import torch
 from streamingeffect.diffusion.sampler import NO_GUIDANCE, Guidance, euler_sample
 from streamingeffect.diffusion.space import base_latent, from_diffusion_space, to_diffusion_space
 from streamingeffect.models import checkpoint as ckpt
-from streamingeffect.models.autoencoder import FrameAutoencoder, load_autoencoder
+from streamingeffect.models.autoencoder import FrameAutoencoder, distilled_from, load_autoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectCondition, EffectTransformer, Reference, TextCondition
 from streamingeffect.models.kv_cache import KVCache
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from streamingeffect.models.text import TextEncoder
 
 BUNDLED = Path(__file__).resolve().parent.parent / "weights"
+# The bundled autoencoder distilled into the bundled models' latent space (`ModelBundle.with_distilled`).
+DISTILLED_AUTOENCODER = BUNDLED / "autoencoder-nano"
 Kind = Literal["teacher", "student"]
 
 
@@ -77,6 +79,7 @@ class ModelBundle:
     net: EffectTransformer
     autoencoder: FrameAutoencoder
     task: TaskConfig
+    autoencoder_dir: Path | None = None  # where ``autoencoder`` was loaded from
 
     @classmethod
     def load(cls, directory: str | Path) -> ModelBundle:
@@ -92,7 +95,19 @@ class ModelBundle:
         ckpt.load_into(net, ckpt.read_weights(directory), directory)
         net.requires_grad_(False)
         autoencoder = load_autoencoder(directory / task.autoencoder).requires_grad_(False)
-        return cls(kind, net.eval(), autoencoder, task)
+        return cls(kind, net.eval(), autoencoder, task, directory / task.autoencoder)
+
+    def with_distilled(self, directory: Path) -> ModelBundle:
+        """This bundle with the autoencoder in ``directory`` when that one was distilled into this
+        bundle's latent space (`train autoencoder --distill-from` of this bundle's autoencoder); this
+        bundle itself otherwise (another model's latents would be misread)."""
+        if self.autoencoder_dir is None or not (directory / ckpt.CONFIG).exists():
+            return self
+        if distilled_from(directory) != ckpt.weights_digest(self.autoencoder_dir):
+            return self
+        return replace(
+            self, autoencoder=load_autoencoder(directory).requires_grad_(False), autoencoder_dir=directory
+        )
 
     # ------------------------------------------------------------------------------------- facts
 

@@ -154,6 +154,8 @@ class DecoupledStream:
 
     def __init__(self, bundle: ModelBundle, options: DecoupledOptions | None = None):
         options = options or DecoupledOptions()
+        if options.autoencoder is not None:
+            bundle = bundle.with_distilled(options.autoencoder)
         self.bundle, self.options = bundle, options
         if options.channels_last:
             bundle.autoencoder.to(memory_format=torch.channels_last)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -32,6 +33,7 @@ from streamingeffect.pipeline import (
     ModelBundle,
     PreparedFrame,
 )
+from streamingeffect.pipeline.bundle import DISTILLED_AUTOENCODER
 from streamingeffect.pipeline.carry import (
     CarrySettings,
     EditCarrier,
@@ -113,6 +115,10 @@ class DecoupledOptions:
     carry: CarrySettings = field(default_factory=CarrySettings)
     threads: ThreadPlan = field(default_factory=ThreadPlan)
     channels_last: bool = True  # the autoencoder's convolutions in channels-last layout (~30% faster here)
+    # The model worker encodes and decodes with this autoencoder when it was distilled into the model's
+    # latent space (`ModelBundle.with_distilled`; the bundled nano for the bundled models), else with the
+    # model's own. None: always the model's own.
+    autoencoder: Path | None = DISTILLED_AUTOENCODER
     # The keyframe prior is carried (and a catalog keyframe drawn) at a resolution of at most this many
     # pixels (640x360's; None: the frame's own). At 720p on this CPU the composite with the prior took
     # 11.6 ms carried at 640x360, 21.3 at 960x540; against carrying at 720p itself the output differs

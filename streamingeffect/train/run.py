@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,12 @@ from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencod
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.pipeline import TaskConfig
 from streamingeffect.train.distributed import init_distributed, shutdown
-from streamingeffect.train.tasks import AutoencoderTask, TeacherTask, calibrate_latent_scale
+from streamingeffect.train.tasks import (
+    AutoencoderDistillTask,
+    AutoencoderTask,
+    TeacherTask,
+    calibrate_latent_scale,
+)
 from streamingeffect.train.trainer import TrainConfig, Trainer
 
 
@@ -36,13 +40,30 @@ def train_autoencoder(data: Path, out: Path, size: str, config: TrainConfig, res
         shutdown(env)
 
 
+def distill_autoencoder(
+    data: Path, out: Path, size: str, config: TrainConfig, teacher_dir: Path, resume: bool = False
+) -> Path:
+    """Train (or resume) a ``size`` autoencoder in the latent space of the one in ``teacher_dir``
+    (`AutoencoderDistillTask`): effect models trained on the teacher's latents run on it unchanged."""
+    env = init_distributed()
+    try:
+        teacher = load_autoencoder(teacher_dir)
+        task = AutoencoderDistillTask(
+            AutoencoderConfig.named(size), teacher, data, ckpt.weights_digest(teacher_dir)
+        )
+        Trainer(task, config, out, env, resume=resume).fit()
+        return out
+    finally:
+        shutdown(env)
+
+
 def ensure_latents(data: Path, autoencoder_dir: Path, resolution: int) -> Path:
     """The latent shards of ``data`` for this autoencoder and resolution, encoding them once if needed."""
     from streamingeffect.train.latents import encode_dataset
 
     if (data / "latents.json").exists():
         return data  # already a latent folder
-    digest = hashlib.sha1((autoencoder_dir / ckpt.WEIGHTS).read_bytes()).hexdigest()[:10]
+    digest = ckpt.weights_digest(autoencoder_dir)[:10]
     folder = data / f"latents-{resolution}-{digest}"
     if not (folder / "latents.json").exists():
         workers = min(2, os.cpu_count() or 1)

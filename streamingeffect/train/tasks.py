@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from streamingeffect.data.dataset import Augment, EffectClipDataset
-from streamingeffect.models.autoencoder import AutoencoderConfig, FrameAutoencoder
+from streamingeffect.models.autoencoder import DISTILLED_FROM, AutoencoderConfig, FrameAutoencoder
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.dit import EffectTransformer
 from streamingeffect.models.lpips import LPIPS
-from streamingeffect.objectives.autoencoder import reconstruction_loss
+from streamingeffect.objectives.autoencoder import distillation_loss, reconstruction_loss
 from streamingeffect.objectives.teacher import LatentBatch, teacher_loss
 from streamingeffect.pipeline import TaskConfig
 from streamingeffect.train.distributed import DistEnv
@@ -73,6 +74,61 @@ class AutoencoderTask(NoExtraState):
 
     def loss(self, model: nn.Module, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         return reconstruction_loss(model, self.lpips, batch)
+
+
+class AutoencoderDistillTask(NoExtraState):
+    """A smaller autoencoder trained into a trained one's latent space (`distillation_loss`): batches of
+    source frames followed by their targets, at random crops and scales."""
+
+    kind = "autoencoder"
+    cpu_autocast = False
+    metric_names = ("latent_mse", "l1", "change_l1", "lpips")
+
+    def __init__(
+        self,
+        config: AutoencoderConfig,
+        teacher: FrameAutoencoder,
+        data: Path,
+        teacher_digest: str,
+        crop: int = 128,
+    ):
+        """``teacher_digest``: `checkpoint.weights_digest` of the teacher, saved so that a runtime can
+        tell which models' latents this autoencoder reads (`ModelBundle.with_distilled_autoencoder`)."""
+        if config.latent_channels != teacher.config.latent_channels:
+            raise ValueError(
+                f"the student needs the teacher's {teacher.config.latent_channels} latent channels, "
+                f"not {config.latent_channels}"
+            )
+        # The teacher's latent scale: the student's scaled latents are the teacher's.
+        self.config = replace(config, latent_scale=teacher.config.latent_scale)
+        self.model: nn.Module = FrameAutoencoder(self.config)
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.lpips = LPIPS()
+        self.data, self.crop, self.teacher_digest = data, crop, teacher_digest
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def task_info(self) -> dict[str, Any]:
+        return {"data": str(self.data), "crop": self.crop, DISTILLED_FROM: self.teacher_digest}
+
+    def batches(self, env: DistEnv, batch_size: int, seed: int, workers: int) -> Iterator[torch.Tensor]:
+        if batch_size % 2:
+            raise ValueError(f"distillation batches are source-target pairs: {batch_size} is odd")
+        self.lpips.to(env.device)
+        self.teacher.to(env.device)
+        sources: list[torch.Tensor] = []
+        targets: list[torch.Tensor] = []
+        for item in clip_stream(self.data, self.crop, 4, seed, workers, Augment(crop_scale=(0.5, 1.0))):
+            sources += list(item["source"])
+            targets += list(item["target"])
+            while len(sources) >= batch_size // 2:
+                pairs = batch_size // 2
+                yield torch.stack(sources[:pairs] + targets[:pairs]).to(env.device)
+                sources, targets = sources[pairs:], targets[pairs:]
+
+    def loss(self, model: nn.Module, batch: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        return distillation_loss(model, self.teacher, self.lpips, batch)  # type: ignore[arg-type]
 
 
 @torch.no_grad()
