@@ -235,6 +235,30 @@ def test_the_first_frame_of_a_catalog_effect_carries_its_keyframe_at_once(
     assert stats["refreshes"] == 0 and stats["edited_share"] == 1.0
 
 
+def test_the_worker_takes_the_keyframe_the_first_frame_drew(
+    tmp_path: Path, frames: list[np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-frame path draws the catalog keyframe on the first frame before the worker gets that
+    frame; the worker's first refresh uses that drawing instead of drawing the effect again."""
+    from streamingeffect.runtime import refresher
+    from streamingeffect.runtime.decoupled import DecoupledStream
+
+    worker_draws = []
+    draw = refresher.draw_keyframe
+    monkeypatch.setattr(refresher, "draw_keyframe", lambda *a: worker_draws.append(1) or draw(*a))
+    with DecoupledStream(ModelBundle.load(_student(tmp_path / "prior", prior=True))) as stream:
+        stream.set_effect("glow_aura_gold")
+        (first,) = stream.push(frames[0])
+        deadline = time.monotonic() + 60
+        while stream.stats()["refreshes"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        keyframe = stream._refresher._keyframe
+        assert stream.stats()["refreshes"] >= 1
+    assert not np.array_equal(first, frames[0])  # the first output carries the drawn keyframe
+    assert worker_draws == [] and keyframe is not None
+    assert np.array_equal(keyframe[0], frames[0]) and not np.array_equal(keyframe[1], frames[0])
+
+
 def test_refreshing_on_every_frame_gives_the_every_frame_streams_output(
     bundle: ModelBundle, frames: list[np.ndarray]
 ) -> None:

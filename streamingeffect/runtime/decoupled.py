@@ -312,9 +312,11 @@ class DecoupledStream:
         self._last = (image, parse)
         job = Job(index, image, parse, view, now, self._generation)
         self._recent.append(job)
+        if self._instant is not None and self._shown() is None:
+            # Drawn before the worker gets the frame, so that its first refresh does not compete with
+            # the first frame for the cores (and takes this drawing instead of making its own).
+            self._instant_keyframe(job)
         made = self._schedule(job)
-        if made is None and self._instant is not None:
-            made = self._instant_keyframe(job)
         output = self._compose(image, view, parse, made, index)
         self._record(now, made, index)
         return [output]
@@ -463,8 +465,7 @@ class DecoupledStream:
         frames, shown ``refresh_lag`` frames later) -> the edit to show on this frame, if any."""
         if self.threaded:
             self._inbox.put(self._jobs())
-            made = self._published
-            return made if made is not None and made.generation == self._generation else None
+            return self._shown()
         every = self.options.refresh_every or 1
         lag = every if self.options.refresh_lag is None else self.options.refresh_lag
         if job.index % every == 0:
@@ -476,24 +477,36 @@ class DecoupledStream:
             self._published = self._scheduled.popleft()[1]
         return self._published
 
-    def _instant_keyframe(self, job: Job) -> ModelEdit | None:
+    def _shown(self) -> ModelEdit | None:
+        """The newest result of the current effect and keyframe (threaded mode), if any."""
+        made = self._published
+        return made if made is not None and made.generation == self._generation else None
+
+    def _instant_keyframe(self, job: Job) -> None:
         """The catalog effect's keyframe drawn on this frame, here (a few tens of ms, once per effect,
-        instead of a frame time or more while the worker gets to it), and shown until the worker's
-        first result. None while the effect's anchor is not in view (tried again next frame)."""
+        instead of a frame time or more while the worker gets to it), and published until the worker's
+        first result; nothing while the effect's anchor is not in view (tried again next frame). The
+        worker takes the drawing as its keyframe when it is free to (an effect drawn from the person's
+        mask alone: one that needs landmarks is drawn again by the worker, with them)."""
         category = self._instant
-        assert category is not None
+        assert category is not None and self._request is not None
         size = self._refresher._drawing_size(job.image.shape[:2])
         edited, changed = draw_keyframe(
             make_effect(category, self.options.stream.seed, size), job.image, job.parse
         )
         if not changed:
-            return None
+            return
         self._instant = None
         change = cv2.subtract(edited, job.image, dtype=cv2.CV_32F)
         keys = ((job.image, change, 1.0),)
         self._publish_prior(self._refresher._prior_only(job, job.parse, keys, still_flows(job.view)))
-        made = self._published
-        return made if made is not None and made.generation == self._generation else None
+        if self._request.needs_landmarks or not self._model_lock.acquire(blocking=False):
+            return  # never waits for the worker
+        try:
+            if job.generation == self._generation:
+                self._refresher.take_drawn_keyframe(job.image, edited)
+        finally:
+            self._model_lock.release()
 
     def _segment(self, image: np.ndarray, index: int) -> LiveParse:
         """This frame's person parse, or on the frames between segmentations the newest one."""

@@ -285,6 +285,13 @@ class Refresher(EffectStream):
         self._set_keyframe((image, edited), 0 if due else self.options.crossfade)
         self._since_keyframe = 1
 
+    def take_drawn_keyframe(self, image: np.ndarray, edited: np.ndarray) -> None:
+        """The catalog effect's keyframe, drawn on ``image`` elsewhere at `_drawing_size` (the per-frame
+        path's first frame): the next refresh uses it instead of drawing its own."""
+        self._empty_keyframe = False
+        self._set_keyframe((image, edited))
+        self._since_keyframe = 1
+
     def _drawing_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The catalog keyframe's drawing size: with a prior, the size the per-frame path carries it at
         (``prior_pixels``); without, small enough that the model's window still holds
