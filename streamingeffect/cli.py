@@ -239,6 +239,19 @@ def _bench_models(args: argparse.Namespace) -> None:
     )
 
 
+def _bench_autoencoders(args: argparse.Namespace) -> None:
+    from streamingeffect.eval.distilled_ae import run_distilled_benchmark
+    from streamingeffect.pipeline.bundle import BUNDLED, DISTILLED_AUTOENCODER
+
+    run_distilled_benchmark(
+        student_dir=Path(args.autoencoder) if args.autoencoder else DISTILLED_AUTOENCODER,
+        teacher_dir=Path(args.teacher) if args.teacher else BUNDLED / "autoencoder-tiny",
+        frames=args.frames,
+        report=Path(args.report) if args.report else None,
+        command=" ".join(["streamingeffect", *sys.argv[1:]]),
+    )
+
+
 def _bench_suite(args: argparse.Namespace) -> None:
     if args.suite is None:
         raise ValueError("choose a benchmark: `bench --suite quick|full` or `bench models|distill|stream`")
@@ -653,6 +666,17 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--limit", type=int, default=16, help="held-out samples to score")
     models.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
     models.set_defaults(run=_bench_models)
+    autoencoders = bench_cmds.add_parser(
+        "autoencoders",
+        help="a distilled autoencoder against the one whose latent space it learnt, on held-out people",
+    )
+    autoencoders.add_argument("--autoencoder", default="", help="the distilled one (default: bundled nano)")
+    autoencoders.add_argument("--teacher", default="", help="the one it learnt from (default: bundled tiny)")
+    autoencoders.add_argument("--frames", type=int, default=24, help="frames of each held-out person")
+    autoencoders.add_argument(
+        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
+    )
+    autoencoders.set_defaults(run=_bench_autoencoders)
     rates = bench_cmds.add_parser(
         "rates", help="the suite's sets at decoupled rates (model every k frames) against every frame"
     )

@@ -290,6 +290,21 @@ def test_distilled_student_learns_the_teacher_latents(data: Path, tmp_path: Path
         AutoencoderDistillTask(replace(student, latent_channels=4), teacher, data, "digest", crop=CROP)
 
 
+def test_the_agreement_figures_are_exact_for_the_teacher_itself() -> None:
+    from streamingeffect.eval.distilled_ae import Windows, agreement
+
+    torch.manual_seed(0)
+    teacher, other = FrameAutoencoder(TEACHER).eval(), FrameAutoencoder(TEACHER).eval()
+    sources = torch.rand(3, 3, CROP, CROP) * 2 - 1
+    edited = sources.clone()
+    edited[:, :, 8:20, 8:20] = 1.0  # an effect drawn on a patch
+    windows = Windows(sources, sources, edited)
+    same, different = agreement(teacher, teacher, windows), agreement(other, teacher, windows)
+    assert same["latent_snr"] > 100 and same["decode_psnr"] > 100 and same["change_psnr"] > 100
+    assert same["round_trip"] == same["teacher_round_trip"]
+    assert different["decode_psnr"] < 60 and different["change_psnr"] < 60 and different["latent_snr"] < 60
+
+
 def test_cli_distills_a_named_size_into_the_teacher_latent_space(data: Path, tmp_path: Path) -> None:
     teacher = saved_teacher(tmp_path / "teacher")
     out = tmp_path / "nano"

@@ -284,8 +284,8 @@ def run_scaling_benchmark(
         "(person segmentation on every second frame, flow, the newest model edit warped, the keyframe "
         "prior carried along the model worker's flows to the keys, guided upsampling, composite) while "
         "the model worker refreshes the edit on the newest frame on its own thread; a catalog effect's "
-        "first keyframe is drawn on the per-frame path and shown at once; *every frame*: the model on "
-        "each frame it takes.",
+        "first keyframe is drawn on the per-frame path and shown at once; the worker encodes and decodes "
+        f"with `{_worker_autoencoder(runs)}`; *every frame*: the model on each frame it takes.",
         "",
         "| | " + " | ".join(f"{h}p {rate}" for rate, (w, h), _ in runs) + " |",
         "|---|" + "---:|" * len(runs),
@@ -335,6 +335,12 @@ def run_scaling_benchmark(
     if report is not None:
         replace_section(report, "stream-scaling", text)
     return text
+
+
+def _worker_autoencoder(runs: list[tuple[str, tuple[int, int], dict[str, Any]]]) -> str:
+    """The autoencoder the decoupled runs' model worker used (as their stats name it)."""
+    names = {str(r.get("autoencoder")) for rate, _, r in runs if rate == "decoupled"}
+    return ", ".join(sorted(names))
 
 
 def _repeats_note(repeats: int) -> str:

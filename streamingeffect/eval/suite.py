@@ -36,6 +36,7 @@ from streamingeffect.data.dataset import to_signed
 from streamingeffect.effects import get_category
 from streamingeffect.eval.heldout import HeldoutFrames
 from streamingeffect.pipeline import ModelBundle, Sampling
+from streamingeffect.pipeline.bundle import DISTILLED_AUTOENCODER
 from streamingeffect.precision import machine_summary
 from streamingeffect.runtime.stream import StreamOptions
 
@@ -174,18 +175,25 @@ def model_method(
 
 
 def decoupled_method(
-    bundle: ModelBundle, every: int, lag: int | None = None, options: StreamOptions | None = None
+    bundle: ModelBundle,
+    every: int,
+    lag: int | None = None,
+    options: StreamOptions | None = None,
+    own_autoencoder: bool = False,
 ) -> MethodFn:
     """The live runtime's two rates, deterministic: the student refreshes the edit on every ``every``-th
     frame and it shows ``lag`` frames later (default ``every``: a worker needing that many frame
     times); the per-frame path carries it by flow to each frame. The text set runs with the runtime's
-    catalog keyframes; the keyframe set with the renderer's edit of frame 0 and no text."""
+    catalog keyframes; the keyframe set with the renderer's edit of frame 0 and no text.
+    ``own_autoencoder``: the model's own autoencoder rather than the runtime's distilled one."""
     from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
 
     def run(clip: BenchClip, set_name: str, seed: int) -> Output:
         base = options or DecoupledOptions().stream
         stream_options = replace(base, seed=seed, catalog_keyframes=set_name == "text")
         decoupled = DecoupledOptions(stream=stream_options, refresh_every=every, refresh_lag=lag)
+        if own_autoencoder:
+            decoupled = replace(decoupled, autoencoder=None)
 
         def frames() -> Iterator[np.ndarray]:
             with DecoupledStream(bundle, decoupled) as stream:
@@ -664,6 +672,11 @@ def rate_table(config: SuiteConfig, student_dir: str, command: str) -> str:
             ", cache write folded" if fold else ""
         )
         methods[name] = decoupled_method(student, every, lag, StreamOptions(fold_cache_write=fold))
+    own = student.with_distilled(DISTILLED_AUTOENCODER) is student
+    if not own:  # the worker's distilled autoencoder against the model's own, at the same rate
+        methods["decoupled: model every 1 frame(s), shown 0 later, the model's own autoencoder"] = (
+            decoupled_method(student, 1, 0, StreamOptions(fold_cache_write=False), own_autoencoder=True)
+        )
     rows = []
     for name, method in methods.items():
         scores = {}
@@ -688,7 +701,13 @@ def rate_table(config: SuiteConfig, student_dir: str, command: str) -> str:
         "truth at full resolution, inside / outside the edit mask; Δ in: against the decoupled runtime "
         "refreshing on every frame. The text set runs with the runtime's catalog keyframes, the keyframe "
         "set with the renderer's edit of frame 0. *Shown k later*: the edit of frame i is first used on "
-        "frame i + k, as the live model worker delivers it (deterministic here; the first edit waits).",
+        "frame i + k, as the live model worker delivers it (deterministic here; the first edit waits). "
+        + (
+            "The every-frame stream runs the model's own autoencoder; the decoupled rows the live "
+            f"worker's, `{DISTILLED_AUTOENCODER.name}` (distilled into its latent space), unless marked."
+            if not own
+            else "Every row runs the model's own autoencoder."
+        ),
         "",
         "| runtime | text: in | text: out | keyframe: in | keyframe: out | Δ in text / keyframe |",
         "|---|---:|---:|---:|---:|---:|",

@@ -398,6 +398,7 @@ class DecoupledStream:
             "refresh_ms_p50": float(np.percentile(refresh_ms, 50)) if len(refresh_ms) else float("nan"),
             "stage_ms_per_frame": {k: 1000 * v / max(1, s.frames_out) for k, v in s.stage_s.items()},
             "model_ms_per_refresh": model_stage,
+            "autoencoder": None if self.bundle.autoencoder_dir is None else self.bundle.autoencoder_dir.name,
             "stage_share": shares,
             "effect": self._request.label if self._request else None,
             "keyframe": self._keyframe_set,
