@@ -17,7 +17,6 @@ open; elsewhere the output is the frame, bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -29,6 +28,7 @@ from streamingeffect.pipeline.flow_prior import (
     FlowSettings,
     forward_backward_confidence,
     near_person,
+    spread_person_flow,
     warp_by_flow,
 )
 from streamingeffect.pipeline.fused import apply_guided_edit
@@ -80,34 +80,6 @@ class EditCarrier:
         flow spread outward, for effects anchored to them (`FlowPrior.follow_person`)."""
         flow = self._dis.calc(current.small, earlier.small, None)
         return flow if person is None else spread_person_flow(flow, person, self.settings.spread)
-
-
-def spread_person_flow(
-    flow: np.ndarray, person: np.ndarray, spread: float, confidence: np.ndarray | None = None, coarse: int = 4
-) -> Any:
-    """`FlowPrior.follow_person` (the person's own flow inside them, spread outward around them and
-    trusted there), with the wide blur done at 1/``coarse`` of the flow's resolution: ~1 ms instead of
-    ~15 at 320x180. flow [h, w, 2], person [any size] -> flow [h, w, 2] (and the confidence [h, w],
-    when one is given)."""
-    height, width = flow.shape[:2]
-    on_person = cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
-    if not on_person.any():
-        return flow if confidence is None else (flow, confidence)
-    weight = on_person.astype(np.float32)
-    small = (max(1, width // coarse), max(1, height // coarse))
-    sigma = spread * max(height, width) / coarse
-    mass = cv2.GaussianBlur(cv2.resize(weight, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
-    moving = cv2.GaussianBlur(
-        cv2.resize(flow * weight[..., None], small, interpolation=cv2.INTER_AREA), (0, 0), sigma
-    )
-    mean = np.array(cv2.mean(flow, mask=on_person.view(np.uint8))[:2], np.float32)
-    spread_flow = np.where(mass[..., None] > 1e-3, moving / np.maximum(mass, 1e-6)[..., None], mean)
-    spread_flow = cv2.resize(spread_flow.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    inside = cv2.GaussianBlur(weight, (0, 0), 1.0)[..., None]  # a soft seam at the person's edge
-    moved = spread_flow + inside * (flow - spread_flow)  # float32 throughout
-    if confidence is None:
-        return moved
-    return moved, (inside[..., 0] * confidence + (1 - inside[..., 0])).astype(np.float32)
 
 
 def compose_flows(first: np.ndarray, second: np.ndarray) -> np.ndarray:
