@@ -28,6 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from streamingeffect.parsing.masks import grown_feathered
+
 SCENE_CUT = 0.2  # below this mean confidence the frame is another scene than the keyframe's
 NEAR_REACH = 0.15  # an anchored effect's carried change is kept at least this far around the person
 NEAR_SIDE = 64  # `near_person` works at this short side (pixels) and resizes its smooth mask
@@ -161,10 +163,7 @@ def near_person(person: np.ndarray, size: tuple[int, int], reach: float = NEAR_R
     mask = cv2.resize(person.astype(np.float32), (work_w, work_h), interpolation=cv2.INTER_LINEAR) > 0.5
     if not mask.any():
         return np.zeros(size, np.float32)
-    radius = max(1, round(reach * min(work_h, work_w)))
-    # Distance to the person rather than a dilation: a reach of most of the frame stays cheap.
-    grown = (cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3) <= radius).astype(np.float32)
-    near = cv2.GaussianBlur(grown, (0, 0), radius / 3) * grown
+    near = grown_feathered(mask, max(1, round(reach * min(work_h, work_w))))
     if (work_h, work_w) == (height, width):
         return near
     return cv2.resize(near, (width, height), interpolation=cv2.INTER_LINEAR)

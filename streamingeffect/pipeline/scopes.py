@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from streamingeffect.effects import Category
+from streamingeffect.parsing.masks import grown_feathered
 from streamingeffect.parsing.types import RegionMasks
 
 SCOPES_FILE = Path(__file__).with_name("scopes.json")
@@ -51,15 +52,11 @@ class EffectScope:
         """
         if self.region == "scene":
             return np.ones_like(regions.person)
-        base = (regions.get(self.region) > 0.5).astype(np.uint8)
+        base = regions.get(self.region) > 0.5
         if not base.any():
             return np.zeros_like(regions.person)
         radius = max(1, round(min(max(self.reach, MIN_REACH), MAX_REACH) * min(base.shape)))
-        # Grown by a disk: the distance to the region rather than a dilation with an elliptic kernel
-        # (0.2 ms against 1.5 at 256x144; they differ on 0.6% of the grown pixels, at its edge).
-        grown = (cv2.distanceTransform(1 - base, cv2.DIST_L2, 5) <= radius).astype(np.float32)
-        # Feather inward only: the blur's tail past the grown edge is cut, so outside stays exactly 0.
-        return cv2.GaussianBlur(grown, (0, 0), max(1.0, radius / 3)) * grown
+        return grown_feathered(base, radius)
 
 
 @lru_cache(maxsize=1)
