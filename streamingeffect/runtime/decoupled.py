@@ -179,6 +179,7 @@ class DecoupledStream:
         self._model_lock = threading.Lock()  # a refresh, or a control change: one at a time
         self._publish_lock = threading.Lock()  # the newest result: written by both threads
         self._instant: Category | None = None  # a catalog effect whose first keyframe this thread draws
+        self._drawn: tuple[int, np.ndarray, np.ndarray] | None = None  # (generation, frame, that keyframe)
         self._error: BaseException | None = None
         self._inbox = _Inbox()
         self._delivered = threading.Event()  # set by the worker after each refresh (or failure)
@@ -428,6 +429,9 @@ class DecoupledStream:
             with self._model_lock:
                 if jobs[-1].generation != self._generation:
                     continue  # made for an effect that was switched away meanwhile
+                drawn, self._drawn = self._drawn, None
+                if drawn is not None and drawn[0] == self._generation:
+                    self._refresher.take_drawn_keyframe(drawn[1], drawn[2])  # here, not on a frame's time
                 try:
                     made = self._timed_refresh(jobs, self._publish_prior)
                 except Exception as error:  # handed to the caller at the next push
@@ -487,7 +491,7 @@ class DecoupledStream:
         """The catalog effect's keyframe drawn on this frame, here (a few tens of ms, once per effect,
         instead of a frame time or more while the worker gets to it), and published until the worker's
         first result; nothing while the effect's anchor is not in view (tried again next frame). The
-        worker takes the drawing as its keyframe when it is free to (an effect drawn from the person's
+        worker's next refresh takes the drawing as its keyframe (for an effect drawn from the person's
         mask alone: one that needs landmarks is drawn again by the worker, with them)."""
         category = self._instant
         assert category is not None and self._request is not None
@@ -501,13 +505,8 @@ class DecoupledStream:
         change = cv2.subtract(edited, job.image, dtype=cv2.CV_32F)
         keys = ((job.image, change, 1.0),)
         self._publish_prior(self._refresher._prior_only(job, job.parse, keys, still_flows(job.view)))
-        if self._request.needs_landmarks or not self._model_lock.acquire(blocking=False):
-            return  # never waits for the worker
-        try:
-            if job.generation == self._generation:
-                self._refresher.take_drawn_keyframe(job.image, edited)
-        finally:
-            self._model_lock.release()
+        if not self._request.needs_landmarks:
+            self._drawn = (job.generation, job.image, edited)  # the worker's to take (`_work`)
 
     def _segment(self, image: np.ndarray, index: int) -> LiveParse:
         """This frame's person parse, or on the frames between segmentations the newest one."""
