@@ -224,6 +224,10 @@ def _generate(args: argparse.Namespace) -> None:
     print(f"wrote {written} frames to {args.output}")
 
 
+def _add_report(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+
+
 def _bench_models(args: argparse.Namespace) -> None:
     from streamingeffect.eval.model_bench import run_model_benchmark
 
@@ -578,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=int, default=256)
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     bench.add_argument("--work-dir", default="runs/bench-data")
-    bench.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    _add_report(bench)
     bench.set_defaults(run=_data_bench)
     train = commands.add_parser("train", help="train a model (alone, or under torchrun for DDP/FSDP)")
     train.add_argument(
@@ -664,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--heldout-data", default="", help="a dataset built from held-out clips")
     models.add_argument("--steps", type=int, default=50)
     models.add_argument("--limit", type=int, default=16, help="held-out samples to score")
-    models.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    _add_report(models)
     models.set_defaults(run=_bench_models)
     autoencoders = bench_cmds.add_parser(
         "autoencoders",
@@ -673,16 +677,14 @@ def build_parser() -> argparse.ArgumentParser:
     autoencoders.add_argument("--autoencoder", default="", help="the distilled one (default: bundled nano)")
     autoencoders.add_argument("--teacher", default="", help="the one it learnt from (default: bundled tiny)")
     autoencoders.add_argument("--frames", type=int, default=24, help="frames of each held-out person")
-    autoencoders.add_argument(
-        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
-    )
+    _add_report(autoencoders)
     autoencoders.set_defaults(run=_bench_autoencoders)
     rates = bench_cmds.add_parser(
         "rates", help="the suite's sets at decoupled rates (model every k frames) against every frame"
     )
     rates.add_argument("--suite", choices=["quick", "full"], default="quick")
     rates.add_argument("--student", default="student", help="student checkpoint (default: bundled)")
-    rates.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    _add_report(rates)
     rates.set_defaults(run=_bench_rates)
     dist = bench_cmds.add_parser(
         "distill", help="teacher vs causal students on held-out clips: quality, speed, stream memory"
@@ -699,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--frames", type=int, default=8, help="frames per sample (a multiple of the teacher's window)"
     )
     dist.add_argument("--stream-frames", type=int, default=10000, help="long-stream memory test (0: skip)")
-    dist.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    _add_report(dist)
     dist.set_defaults(run=_bench_distill)
     ceiling = bench_cmds.add_parser(
         "ceiling",
@@ -708,33 +710,27 @@ def build_parser() -> argparse.ArgumentParser:
     ceiling.add_argument(
         "--frames", type=int, default=10, help="frames of the held-out clip (every second one)"
     )
-    ceiling.add_argument(
-        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
-    )
+    _add_report(ceiling)
     ceiling.set_defaults(run=_bench_ceiling)
     leaves = bench_cmds.add_parser("leaves", help="a person leaves the shot: nothing of them may stay")
     leaves.add_argument("--effect", default="neon_outline_cyan")
     leaves.add_argument("--model", default="default")
     leaves.add_argument("--picture", default="docs/leaves_strip.jpg", help="strip of frames ('' to skip)")
-    leaves.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    _add_report(leaves)
     leaves.set_defaults(run=_bench_leaves)
     painted = bench_cmds.add_parser("painted", help="a painted keyframe carried through a held-out clip")
     painted.add_argument("--model", default="default")
     painted.add_argument("--frames", type=int, default=72)
     painted.add_argument("--picture", default="docs/painted_strip.jpg")
-    painted.add_argument(
-        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
-    )
+    _add_report(painted)
     painted.set_defaults(run=_bench_painted)
     prompts = bench_cmds.add_parser("prompts", help="which prompts are served as catalog effects")
-    prompts.add_argument(
-        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
-    )
+    _add_report(prompts)
     prompts.set_defaults(run=_bench_prompts)
     drift = bench_cmds.add_parser("drift", help="a keyframe held for minutes: first against last minute")
     drift.add_argument("--seconds", type=float, default=300.0, help="seconds of video streamed")
     drift.add_argument("--model", default="student")
-    drift.add_argument("--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)")
+    _add_report(drift)
     drift.set_defaults(run=_bench_drift)
     sampling = bench_cmds.add_parser(
         "sampling", help="from noise or from the source, 1-50 steps: quality on the text and keyframe sets"
@@ -742,9 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     sampling.add_argument("--teacher", default="teacher", help="teacher ('' to skip it)")
     sampling.add_argument("--student", default="student", help="student")
     sampling.add_argument("--frames", type=int, default=8, help="frames per clip")
-    sampling.add_argument(
-        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
-    )
+    _add_report(sampling)
     sampling.set_defaults(run=_bench_sampling)
     streaming = bench_cmds.add_parser(
         "stream", help="`run` end to end: the scaling table at 30 fps (360p-1080p), or the mask cache on/off"
@@ -762,9 +756,7 @@ def build_parser() -> argparse.ArgumentParser:
     streaming.add_argument("--effect", default="neon_outline_cyan")
     streaming.add_argument("--size", type=_size, default=(256, 256), help="WxH the frames are processed at")
     streaming.add_argument("--frames", type=int, default=120)
-    streaming.add_argument(
-        "--report", default="docs/BENCHMARKS.md", help="markdown file to update ('' to skip)"
-    )
+    _add_report(streaming)
     streaming.add_argument(
         "--strip", default="docs/stream_strip.jpg", help="source/output strip ('' to skip)"
     )
