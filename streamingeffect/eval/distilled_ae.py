@@ -29,6 +29,7 @@ from streamingeffect.pipeline.edit import person_window
 from streamingeffect.precision import machine_summary
 
 CATEGORIES = ("neon_outline_cyan", "glow_aura_gold", "hair_recolor_pink", "face_paint_blue")
+WINDOW = 128  # the bundled models' window (`TaskConfig.resolution`), where the worker encodes
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def run_distilled_benchmark(
     if distilled_from(student_dir) != weights_digest(teacher_dir):
         raise ValueError(f"{student_dir} was not distilled from {teacher_dir} (another latent space)")
     student, teacher = load_autoencoder(student_dir), load_autoencoder(teacher_dir)
-    resolution = 128
+    resolution = WINDOW
     windows = heldout_windows(frames, resolution, CATEGORIES)
     scores = agreement(student, teacher, windows)
     speed = worker_ms({"teacher": teacher, "student": student}, resolution)

@@ -135,9 +135,12 @@ class FrameAutoencoder(nn.Module):
         """Scaled latents -> [B, 3, H, W] (not clamped; clamp for display)."""
         return self.decoder(z / self.config.latent_scale)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, latents: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the decode of ``latents``, or of x's own latents when None; x's latents)."""
         z = self.encode(x)
-        return self.decode(z), z
+        return self.decode(z if latents is None else latents), z
 
 
 def encode_frames(autoencoder: FrameAutoencoder, frames: torch.Tensor, chunk: int = 16) -> torch.Tensor:

@@ -44,8 +44,9 @@ def distillation_loss(
     with torch.no_grad():
         latents = teacher.encode(frames)
         pictures = teacher.decode(latents)
-    encoded = student.encode(frames)
-    decoded = student.decode(latents)  # the teacher's latents: the ones the effect models were trained on
+    # Through forward (DDP syncs gradients there): the teacher's latents decoded, the ones the effect
+    # models were trained on.
+    decoded, encoded = student(frames, latents)
     half = frames.shape[0] // 2
     latent_error = (encoded - latents).pow(2).mean()  # scaled latents: unit variance
     picture_error = (decoded - pictures).abs().mean()

@@ -93,7 +93,7 @@ class AutoencoderDistillTask(NoExtraState):
         crop: int = 128,
     ):
         """``teacher_digest``: `checkpoint.weights_digest` of the teacher, saved so that a runtime can
-        tell which models' latents this autoencoder reads (`ModelBundle.with_distilled_autoencoder`)."""
+        tell which models' latents this autoencoder reads (`ModelBundle.with_distilled`)."""
         if config.latent_channels != teacher.config.latent_channels:
             raise ValueError(
                 f"the student needs the teacher's {teacher.config.latent_channels} latent channels, "
