@@ -151,6 +151,9 @@ class PreparedFrame:
     doubt: np.ndarray | None = None  # [R, R] 1 - the flow's confidence at the model's resolution
     # The keyframes the prior was carried from: (source frame, change, weight) each, weights summing to 1.
     prior_keys: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
+    # The flows (flow pixels) from this frame to each of those keys, when the editor kept them for a
+    # per-frame path to compose with its own (the decoupled runtime's worker); None otherwise.
+    prior_flows: tuple[np.ndarray, ...] | None = None
 
 
 class FrameEditor:

@@ -202,12 +202,6 @@ class CarryingEditor(FrameEditor):
     ):
         super().__init__(bundle, EffectRequest.keyframe_only(), options)
         self.carrier = PriorCarrier(EditCarrier(carry), options.flow, prior_pixels)
-        self._flows: tuple[np.ndarray | None, tuple[np.ndarray, ...]] = (None, ())
-
-    def prior_flows(self, image: np.ndarray) -> tuple[np.ndarray, ...] | None:
-        """The flows the last prepared frame's keys were carried along, when ``image`` is that frame."""
-        frame, flows = self._flows
-        return flows if frame is image else None
 
     def _add_prior(self, frame: PreparedFrame) -> np.ndarray | None:
         frame.prior_keys = self._next_prior_keys(frame.image.shape)
@@ -218,7 +212,7 @@ class CarryingEditor(FrameEditor):
         carried = self.carrier.carry(view, frame.prior_keys, anchor, self.request.prior_reach)
         # The per-frame path carries only the keys this frame could carry (not across a scene cut).
         frame.prior_keys = () if carried is None else tuple(frame.prior_keys[i] for i in carried.used)
-        self._flows = (frame.image, () if carried is None else tuple(key[1] for key in carried.keys))
+        frame.prior_flows = () if carried is None else tuple(key[1] for key in carried.keys)
         if carried is None or carried.confidence is None:
             return None
         resolution, side = self.bundle.resolution, self.bundle.latent_side
@@ -317,7 +311,7 @@ class Refresher(EffectStream):
             self._pending.append(self._prepare_parsed(job, early))
         prepared = self._pending[-1]
         if early is not None and prepared.prior_keys:
-            flows = self._prior_flows(prepared)
+            flows = prepared.prior_flows
             early(self._prior_only(jobs[-1], prepared.parse, prepared.prior_keys, flows))
         frames, lows = self._model_chunk()
         frame = frames[-1]
@@ -331,16 +325,11 @@ class Refresher(EffectStream):
             view=jobs[-1].view,
             scope=request.scope.mask(frame.parse.parts.regions),
             priors=frame.prior_keys,
-            prior_flows=self._prior_flows(frame),
+            prior_flows=frame.prior_flows,
             index=jobs[-1].index,
             generation=jobs[-1].generation,
             made_at=time.perf_counter(),
         )
-
-    def _prior_flows(self, frame: PreparedFrame) -> tuple[np.ndarray, ...] | None:
-        if isinstance(self._editor, CarryingEditor):
-            return self._editor.prior_flows(frame.image)
-        return None
 
     def _prior_only(
         self,
