@@ -28,6 +28,7 @@ from streamingeffect.effects import Category, UnknownEffectError, get_category
 from streamingeffect.models.dit import EffectCondition, Reference, TextCondition
 from streamingeffect.parsing.live import LiveParse, LiveParser
 from streamingeffect.pipeline.bundle import ModelBundle
+from streamingeffect.pipeline.carry import FrameView
 from streamingeffect.pipeline.catalog_match import matching_category
 from streamingeffect.pipeline.edit import (
     GateRule,
@@ -154,6 +155,7 @@ class PreparedFrame:
     # The flows (flow pixels) from this frame to each of those keys, when the editor kept them for a
     # per-frame path to compose with its own (the decoupled runtime's worker); None otherwise.
     prior_flows: tuple[np.ndarray, ...] | None = None
+    view: FrameView | None = None  # its gray views, when the caller made them already (`EditCarrier.view`)
 
 
 class FrameEditor:
@@ -212,9 +214,14 @@ class FrameEditor:
         return parse
 
     def prepare(
-        self, image: np.ndarray, pushed_at: float | None = None, parse: LiveParse | None = None
+        self,
+        image: np.ndarray,
+        pushed_at: float | None = None,
+        parse: LiveParse | None = None,
+        view: FrameView | None = None,
     ) -> PreparedFrame:
-        """image [H, W, 3] uint8 RGB (and its parse, if the caller timed it apart) -> ready for the model."""
+        """image [H, W, 3] uint8 RGB (and its parse, if the caller timed it apart; its gray views, if the
+        caller made them) -> ready for the model."""
         parse = self.parse(image) if parse is None else parse
         window = self._follow(parse)
         resolution, side = self.bundle.resolution, self.bundle.latent_side
@@ -231,6 +238,7 @@ class FrameEditor:
             mask=torch.from_numpy(window.cut(model_mask, side))[None],
             scope=cv2.resize(scope, (width, height), interpolation=cv2.INTER_LINEAR),
             guide=gray(cut),
+            view=view,
         )
         with_prior = self._add_prior(frame) if self.uses_prior and self._keyframe is not None else None
         # One batch for the frame and the frame with its prior (at 128 px: 13.5 ms against 2 x 8).

@@ -208,7 +208,7 @@ class CarryingEditor(FrameEditor):
         if not frame.prior_keys:
             return None
         anchor = frame.parse.person if self.request.follows_person else None
-        view = self.carrier.carrier.view(frame.image)
+        view = frame.view if frame.view is not None else self.carrier.carrier.view(frame.image)
         carried = self.carrier.carry(view, frame.prior_keys, anchor, self.request.prior_reach)
         # The per-frame path carries only the keys this frame could carry (not across a scene cut).
         frame.prior_keys = () if carried is None else tuple(frame.prior_keys[i] for i in carried.used)
@@ -359,7 +359,7 @@ class Refresher(EffectStream):
         if early is not None and keyframe is not None and keyframe[0] is job.image:  # drawn just now
             early(self._prior_only(job, parse, ((*keyframe, 1.0),), still_flows(job.view)))
         with _Timer(self._stats, "encode"):
-            frame = self._editor.prepare(job.image, job.pushed_at, parse)
+            frame = self._editor.prepare(job.image, job.pushed_at, parse, job.view)
         if self._size is None:
             self._size = job.image.shape[:2]
         return frame
