@@ -146,6 +146,84 @@ def test_the_fused_prior_carries_the_keyframes_change_as_flow_prior_does() -> No
     assert difference.max() <= 2 and difference.mean() < 0.05  # OpenCV's 1/32 bilinear weights
 
 
+def _smooth_edit_and_scope(frame: np.ndarray, seed: int) -> tuple[LowResEdit, np.ndarray]:
+    """A smooth edit over a window reaching past the frame's top, and a scope over part of the frame."""
+    rng = np.random.default_rng(seed)
+    window = Window(20, -10, 100)
+    noise = _edit(window, size=16, seed=seed + 1)
+    change = cv2.GaussianBlur(noise.change, (0, 0), 1.5) * 4
+    gate = np.clip(cv2.GaussianBlur(noise.gate, (0, 0), 1.5) * 2 - 0.5, 0, 1)
+    scope = np.zeros((45, 80), np.float32)
+    scope[5:40, 15:60] = rng.uniform(0.2, 1.0, (35, 45))
+    return LowResEdit(window, change, gate, gray(window.cut(frame, 16))), scope
+
+
+def test_the_composite_on_i420_planes_is_the_rgb_composite_and_keeps_the_planes_elsewhere() -> None:
+    from streamingeffect.io.images import I420Image
+    from streamingeffect.pipeline.carry import CarriedPrior
+
+    rng = np.random.default_rng(5)
+    smooth = cv2.GaussianBlur(rng.integers(0, 256, (90, 160, 3)).astype(np.float32), (0, 0), 2)
+    planes = I420Image.from_rgb(np.clip(smooth * 2 - 128, 0, 255).astype(np.uint8))
+    frame = planes.rgb()  # the RGB the planes decode to
+    edit, scope = _smooth_edit_and_scope(frame, 6)
+    change = np.zeros((45, 80, 3), np.float32)  # the keyframe's change, carried at half resolution
+    change[10:35, 20:60] = cv2.GaussianBlur(rng.normal(0, 30, (25, 40, 3)).astype(np.float32), (0, 0), 3)
+    flow = cv2.GaussianBlur(rng.normal(0, 2, (45, 80, 2)).astype(np.float32), (0, 0), 4)
+    prior = CarriedPrior(
+        [(change, flow, np.ones((45, 80), np.float32), 1.0)], (slice(0, 45), slice(0, 80)), 0.5
+    )
+    for with_edit, with_prior in ((True, False), (False, True), (True, True)):
+        args = (edit if with_edit else None, scope, GuidedFilter(), prior if with_prior else None)
+        planar, rgb = composite(planes, *args), composite(frame, *args)
+        assert isinstance(planar, I420Image) and planar.size == planes.size
+        assert not np.array_equal(planar.planes, planes.planes)
+        assert _psnr(planar.rgb(), rgb) > 38.0  # the same picture; its chroma averaged over 2x2 blocks
+        if not with_prior:  # the scope is 0 off its rectangle: luma and chroma as decoded there
+            assert np.array_equal(planar.luma[:8], planes.luma[:8])
+            assert np.array_equal(planar.chroma[0][:4], planes.chroma[0][:4])
+    nothing = composite(planes, None, np.zeros((4, 4), np.float32))
+    assert np.array_equal(nothing.planes, planes.planes) and nothing is not planes
+
+
+def test_i420_planes_give_the_gray_and_the_small_rgb_of_their_rgb(frames: list[np.ndarray]) -> None:
+    from streamingeffect.io.images import I420Image, rgb_at
+
+    planes = I420Image.from_rgb(frames[0])  # carphone, 176x144
+    rgb = planes.rgb()
+    assert rgb is planes.rgb() and rgb.shape == (144, 176, 3)  # converted once
+    difference = np.abs(planes.gray().astype(int) - cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    assert difference.max() <= 2
+    # A parse's size; odd sides (made at even ones, then resized). Chroma is at half the small size.
+    for size, tolerance in (((88, 72), 2.5), ((87, 71), 3.5)):
+        small = rgb_at(planes, size)
+        reference = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        assert small.shape == (size[1], size[0], 3)
+        assert np.abs(small.astype(int) - reference).mean() < tolerance
+    with pytest.raises(ValueError, match="even"):
+        I420Image(np.zeros((9, 7), np.uint8))  # an odd width
+
+
+def test_a_stream_pushed_i420_planes_answers_in_them(bundle: ModelBundle, frames: list[np.ndarray]) -> None:
+    from streamingeffect.io.images import I420Image
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    even = [np.ascontiguousarray(f[: f.shape[0] // 2 * 2, : f.shape[1] // 2 * 2]) for f in frames[:6]]
+    planes = [I420Image.from_rgb(f) for f in even]
+    options = DecoupledOptions(refresh_every=2, refresh_lag=2, autoencoder=None)
+    outputs = {}
+    for name, pushed in (("rgb", [p.rgb() for p in planes]), ("planar", planes)):
+        with DecoupledStream(bundle, options) as stream:
+            stream.set_effect("glow_aura_gold")
+            outputs[name] = [out for frame in pushed for out in stream.push(frame)]
+    assert all(isinstance(out, I420Image) and out.size == planes[0].size for out in outputs["planar"])
+    assert any(
+        not np.array_equal(out.planes, p.planes) for out, p in zip(outputs["planar"], planes, strict=True)
+    )
+    for ours, theirs in zip(outputs["planar"], outputs["rgb"], strict=True):
+        assert _psnr(ours.rgb(), theirs) > 35.0
+
+
 # ------------------------------------------------------------------------------- the runtime
 
 

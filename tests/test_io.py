@@ -163,6 +163,27 @@ def test_odd_sizes_are_padded_by_edge_replication(tmp_path: Path) -> None:
     assert np.abs(decoded[:, 25].astype(int) - decoded[:, 24].astype(int)).mean() < 4
 
 
+def test_a_stream_reads_a_videos_planes_and_the_writer_encodes_them_as_they_are(tmp_path: Path) -> None:
+    from streamingeffect.io.images import I420Image
+    from streamingeffect.io.video import PlanarFrame, read_pictures
+
+    frames = smooth_frames(6)
+    path = write_video(tmp_path / "smooth.mp4", frames, fps=25, crf=0)
+    pictures = list(read_pictures(path))
+    assert [p.index for p in pictures] == list(range(6))
+    assert all(isinstance(p, PlanarFrame) and isinstance(p.picture, I420Image) for p in pictures)
+    decoded = [f.image for f in read_frames(path)]
+    for picture, rgb in zip(pictures, decoded, strict=True):
+        assert psnr(picture.image, rgb) > 40  # OpenCV's conversion against FFmpeg's
+    copied = write_video(tmp_path / "copy.mp4", [p.picture for p in pictures], fps=25, crf=0)
+    again = list(read_pictures(copied))
+    for before, after in zip(pictures, again, strict=True):
+        assert psnr(after.picture.planes, before.picture.planes) > 45  # no colour conversion between
+    odd = write_video(tmp_path / "odd.mkv", smooth_frames(2, width=33, height=25), fps=25, crf=0)
+    assert all(isinstance(p.picture, I420Image) for p in read_pictures(odd))  # padded to even sides
+    assert list(read_pictures(path, stop=2))[-1].index == 1
+
+
 @pytest.mark.parametrize("ext", ["mov", "mkv", "webm", "avi", "y4m"])
 def test_other_containers_round_trip(index_clips: dict[str, Path], ext: str) -> None:
     info = probe(index_clips[ext])

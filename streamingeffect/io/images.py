@@ -1,4 +1,5 @@
-"""Single images: loading, saving and normalising anything image-like to [H, W, 3] uint8 RGB."""
+"""Single images: loading, saving and normalising anything image-like to [H, W, 3] uint8 RGB, and
+`I420Image`, a frame kept in the planes it was decoded to."""
 
 from __future__ import annotations
 
@@ -16,6 +17,96 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 
 class ImageError(RuntimeError):
     """An image file could not be read or written; the message names the path and the cause."""
+
+
+# Limited-range luma (16..235) -> full-range gray (0..255).
+_LUMA_TO_GRAY = np.clip(np.rint((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+
+
+class I420Image:
+    """A frame in the planes H.264 decodes to and encodes from: FFmpeg's yuv420p, OpenCV's I420 (BT.601,
+    limited range), one array [H * 3 / 2, W] uint8 (Y [H, W], then U and V [H / 2, W / 2]). A stream
+    that reads and writes these skips two colour conversions per frame, and its full-resolution passes
+    touch half the bytes of RGB's (chroma at a quarter of the pixels). Converted to RGB on first use."""
+
+    __slots__ = ("_rgb", "height", "planes", "width")
+
+    def __init__(self, planes: np.ndarray):
+        rows, width = planes.shape
+        if planes.dtype != np.uint8 or rows % 3 or width % 2 or (rows * 2 // 3) % 2:
+            raise ValueError(f"I420 planes are [H * 3 / 2, W] uint8 with H and W even, got {planes.shape}")
+        self.planes = np.ascontiguousarray(planes)
+        self.height, self.width = rows * 2 // 3, width
+        self._rgb: np.ndarray | None = None
+
+    @classmethod
+    def from_rgb(cls, image: np.ndarray) -> I420Image:
+        """[H, W, 3] uint8 RGB with even sides -> its planes (OpenCV's conversion)."""
+        return cls(cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    @property
+    def luma(self) -> np.ndarray:
+        return self.planes[: self.height]  # [H, W] view
+
+    @property
+    def chroma(self) -> tuple[np.ndarray, np.ndarray]:
+        """(U, V) [H / 2, W / 2] views into the planes."""
+        area, quarter = self.height * self.width, self.height * self.width // 4
+        flat = self.planes.reshape(-1)
+        shape = (self.height // 2, self.width // 2)
+        return flat[area : area + quarter].reshape(shape), flat[area + quarter :].reshape(shape)
+
+    def gray(self) -> np.ndarray:
+        """[H, W] uint8: the gray of the frame's RGB (OpenCV's RGB -> gray) from the luma alone, where
+        the chroma terms cancel; within a level of it except where the RGB saturates."""
+        return cv2.LUT(self.luma, _LUMA_TO_GRAY)
+
+    def rgb(self) -> np.ndarray:
+        """[H, W, 3] uint8 RGB (converted once; treat as read-only)."""
+        if self._rgb is None:
+            self._rgb = cv2.cvtColor(self.planes, cv2.COLOR_YUV2RGB_I420)
+        return self._rgb
+
+    def rgb_at(self, size: tuple[int, int]) -> np.ndarray:
+        """The frame at ``size`` (width, height) as RGB [h, w, 3] uint8, resized in its planes first (area
+        averaging), so that a small copy costs a small conversion."""
+        width, height = size
+        if (height, width) == self.size:
+            return self.rgb()
+        even = (width + width % 2, height + height % 2)
+        u, v = self.chroma
+        small = np.empty((even[1] * 3 // 2, even[0]), np.uint8)
+        flat, area = small.reshape(-1), even[0] * even[1]
+        half = (even[0] // 2, even[1] // 2)
+        small[: even[1]] = cv2.resize(self.luma, even, interpolation=cv2.INTER_AREA)
+        flat[area : area + area // 4] = cv2.resize(u, half, interpolation=cv2.INTER_AREA).reshape(-1)
+        flat[area + area // 4 :] = cv2.resize(v, half, interpolation=cv2.INTER_AREA).reshape(-1)
+        rgb = cv2.cvtColor(small, cv2.COLOR_YUV2RGB_I420)
+        return rgb if even == size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+    def copy(self) -> I420Image:
+        return I420Image(self.planes.copy())
+
+
+Picture = np.ndarray | I420Image  # a frame as the runtime takes it: RGB [H, W, 3] uint8, or its planes
+
+
+def picture_size(image: Picture) -> tuple[int, int]:
+    """(height, width) of an RGB array or of I420 planes."""
+    return image.size if isinstance(image, I420Image) else image.shape[:2]  # type: ignore[return-value]
+
+
+def rgb_at(image: Picture, size: tuple[int, int]) -> np.ndarray:
+    """``image`` resized to ``size`` (width, height) by area averaging, as RGB [h, w, 3] uint8."""
+    if isinstance(image, I420Image):
+        return image.rgb_at(size)
+    if image.shape[1::-1] == size:
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def is_image_file(path: str | Path) -> bool:
@@ -84,12 +175,14 @@ def to_rgb(image: Any) -> np.ndarray:
 
     Accepts numpy arrays [H, W], [H, W, 1] (grayscale), [H, W, 2] (grayscale + alpha), [H, W, 3]
     (RGB), [H, W, 4] (RGBA: alpha is dropped, not composited); uint8, or uint16 (scaled down to
-    8 bits). Also accepts PIL images of any mode and av.VideoFrame. An RGB uint8 array comes back
+    8 bits). Also accepts PIL images of any mode, av.VideoFrame and `I420Image`. An RGB uint8 array comes back
     as is (no copy when already contiguous). Raises TypeError for other types and dtypes, ValueError
     for other shapes.
     """
     if isinstance(image, av.VideoFrame):
         return image.to_ndarray(format="rgb24")
+    if isinstance(image, I420Image):
+        return image.rgb()
     if isinstance(image, Image.Image):
         return _pil_to_rgb(image)
     if not isinstance(image, np.ndarray):

@@ -31,9 +31,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import av
-import cv2
 import numpy as np
 
+from streamingeffect.io.images import Picture, rgb_at
 from streamingeffect.io.video import yuv420_frame
 
 log = logging.getLogger(__name__)
@@ -47,11 +47,10 @@ class OutputError(RuntimeError):
     """A live output cannot open or broke off; the message says what to do."""
 
 
-def fit_frame(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``image`` [H, W, 3] at ``size`` (width, height): live outputs keep the size they opened with."""
-    if image.shape[1::-1] == size:
-        return image
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+def fit_frame(image: Picture, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (RGB [H, W, 3] or I420 planes) as RGB at ``size`` (width, height): live outputs keep
+    the size they opened with."""
+    return rgb_at(image, size)
 
 
 def public_url(url: str) -> str:
@@ -109,7 +108,7 @@ class VirtualCamera:
         self.device = self._camera.device
         log.info("virtual camera %s (%s), %dx%d", self.device, self._camera.backend, *size)
 
-    def write(self, image: np.ndarray, index: int | None = None) -> None:
+    def write(self, image: Picture, index: int | None = None) -> None:
         self._camera.send(np.ascontiguousarray(fit_frame(image, self.size)))
         self.frames += 1
 
@@ -302,7 +301,7 @@ class NetworkPush:
 
     # -------------------------------------------------------------------------------- frames
 
-    def write(self, image: np.ndarray, index: int | None = None) -> None:
+    def write(self, image: Picture, index: int | None = None) -> None:
         """Queue a frame; raises OutputError once the push has failed (the run then ends)."""
         self._raise_if_failed()
         slot = self.frames + self.dropped + self._queue.qsize() if index is None else index

@@ -25,7 +25,16 @@ import av
 import cv2
 import numpy as np
 
-from streamingeffect.io.images import ImageError, is_image_file, load_image, natural_sort_key, to_rgb
+from streamingeffect.io.images import (
+    I420Image,
+    ImageError,
+    Picture,
+    is_image_file,
+    load_image,
+    natural_sort_key,
+    picture_size,
+    to_rgb,
+)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".webm", ".y4m"})
 DEFAULT_IMAGE_FPS = 25.0
@@ -72,6 +81,24 @@ class Frame:
     index: int
     time: float
     image: np.ndarray  # [H, W, 3] uint8 RGB
+
+    @property
+    def picture(self) -> Picture:
+        """What a stream takes (`read_pictures`): here the RGB image."""
+        return self.image
+
+
+@dataclass
+class PlanarFrame:
+    """A decoded frame kept in the I420 planes it was decoded to (`read_pictures`)."""
+
+    index: int
+    time: float
+    picture: I420Image
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.picture.rgb()  # [H, W, 3] uint8 RGB, converted on first use
 
 
 # ----------------------------------------------------------------------------------------------
@@ -192,6 +219,31 @@ def read_frames(
     return _select_frames(
         _indexed_frames(lambda: _open_video(path, label), start, label), start, stop, step, size
     )
+
+
+def read_pictures(path: str | Path, stop: int | None = None) -> Iterator[Frame | PlanarFrame]:
+    """`read_frames` of a video file for a stream: frames decoded to 4:2:0 (BT.601 limited range, even
+    sides, upright) stay in their planes (`PlanarFrame`), the others come as RGB."""
+    path = _existing_path(path)
+    _reject_image_file(path)
+    if path.is_dir():
+        raise VideoError(f"{path}: a folder; read_pictures reads video files (read_frames reads folders)")
+    if stop is not None and stop <= 0:
+        return iter(())
+    label = str(path)
+    return (
+        _picture_frame(index, time, frame)
+        for index, time, frame in _indexed_frames(lambda: _open_video(path, label), 0, label)
+        if stop is None or index < stop
+    )
+
+
+def _picture_frame(index: int, time: float, frame: av.VideoFrame) -> Frame | PlanarFrame:
+    # (yuvj420p is full range: converted to RGB like any other format.)
+    planar = frame.format.name == "yuv420p" and not _quarter_turns(frame)
+    if planar and frame.width % 2 == 0 and frame.height % 2 == 0:
+        return PlanarFrame(index, time, I420Image(frame.to_ndarray(format="yuv420p")))
+    return Frame(index, time, _upright_image(frame))
 
 
 def read_clip(
@@ -586,12 +638,14 @@ class VideoWriter:
         except (av.error.FFmpegError, OSError) as error:
             raise VideoError(f"{self._label}: cannot create the video: {_cause(error)}") from error
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one [H, W, 3] uint8 RGB frame (grayscale and RGBA are converted)."""
+    def write(self, frame: Picture) -> None:
+        """Append one [H, W, 3] uint8 RGB frame (grayscale and RGBA are converted), or `I420Image`
+        planes (encoded as they are)."""
         if self._closed:
             raise VideoError(f"{self._label}: the writer is closed")
-        image = to_rgb(frame)
-        height, width = image.shape[:2]
+        planar = isinstance(frame, I420Image)
+        image = frame if planar else to_rgb(frame)
+        height, width = picture_size(image)
         if self.size is None:
             self.size = (width, height)
             self._stream = self._add_stream(width + width % 2, height + height % 2)
@@ -600,10 +654,12 @@ class VideoWriter:
                 f"{self._label}: frame {self.frames_written} is {width}x{height}, but the video is "
                 f"{self.size[0]}x{self.size[1]} (fixed by the first frame)"
             )
-        even = _pad_to_even(image)
-        video_frame = (
-            yuv420_frame(even) if self._fast_yuv else av.VideoFrame.from_ndarray(even, format="rgb24")
-        )
+        if isinstance(image, I420Image):  # even sides by construction
+            video_frame = av.VideoFrame.from_ndarray(image.planes, format="yuv420p")
+        elif self._fast_yuv:
+            video_frame = yuv420_frame(_pad_to_even(image))
+        else:
+            video_frame = av.VideoFrame.from_ndarray(_pad_to_even(image), format="rgb24")
         video_frame.pts = self.frames_written
         self._mux(video_frame)
         self.frames_written += 1
@@ -666,10 +722,8 @@ class VideoWriter:
             self.close()
 
 
-def write_video(
-    path: str | Path, frames: Iterable[np.ndarray] | np.ndarray, fps: float, crf: int = 18
-) -> Path:
-    """Write frames ([F, H, W, 3] or an iterable of [H, W, 3] uint8 RGB) to a video file.
+def write_video(path: str | Path, frames: Iterable[Picture] | np.ndarray, fps: float, crf: int = 18) -> Path:
+    """Write frames ([F, H, W, 3] or an iterable of [H, W, 3] uint8 RGB, or of `I420Image`) to a video file.
 
     The codec follows the extension and odd sizes are padded to even (see VideoWriter).
     """

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from streamingeffect.io.images import Picture, picture_size, rgb_at
 from streamingeffect.parsing.masks import PERSON_EMA_WEIGHT, clean_person, ema_update, region_masks
 from streamingeffect.parsing.mediapipe_parser import HumanParser
 from streamingeffect.parsing.types import FrameParts
@@ -67,11 +68,12 @@ class LiveParser:
         self._with_landmarks = False
         self._state: np.ndarray | None = None
 
-    def __call__(self, image: np.ndarray, landmarks: bool, index: int = 0, time: float = 0.0) -> LiveParse:
-        """image [H, W, 3] uint8 RGB -> its parse; ``landmarks`` also finds face, hands and pose."""
-        height, width = image.shape[:2]
+    def __call__(self, image: Picture, landmarks: bool, index: int = 0, time: float = 0.0) -> LiveParse:
+        """image [H, W, 3] uint8 RGB (or its I420 planes) -> its parse; ``landmarks`` also finds face,
+        hands and pose."""
+        height, width = picture_size(image)
         scale = min(1.0, self.max_side / max(height, width))
-        small = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        small = rgb_at(image, (round(width * scale), round(height * scale)))
         parser = self._graphs(landmarks)
         probability = parser.person_mask(small).astype(np.float32) / 255
         if self._state is None or self._state.shape != probability.shape:

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from streamingeffect.effects import Category, make_effect
-from streamingeffect.io.images import to_rgb
+from streamingeffect.io.images import I420Image, Picture, picture_size, to_rgb
 from streamingeffect.parsing.live import LiveParse, LiveParser
 from streamingeffect.pipeline import EffectRequest, EffectRequestError, ModelBundle
 from streamingeffect.pipeline.carry import (
@@ -174,7 +174,7 @@ class DecoupledStream:
         self._recent: deque[Job] = deque(maxlen=bundle.net.config.chunk_frames)
         self._published: ModelEdit | None = None  # the newest edit (written by the worker)
         self._scheduled: deque[tuple[int, ModelEdit]] = deque()  # synchronous mode: (shown from, edit)
-        self._last: tuple[np.ndarray, LiveParse] | None = None
+        self._last: tuple[Picture, LiveParse] | None = None
         self._person_scope: tuple[LiveParse, EffectRequest, np.ndarray] | None = None  # (parse, for, it)
         self._model_lock = threading.Lock()  # a refresh, or a control change: one at a time
         self._publish_lock = threading.Lock()  # the newest result: written by both threads
@@ -258,11 +258,14 @@ class DecoupledStream:
             self._refresher.warmup(size)
         self._parser(blank, False)
         parse = drawn_person(size, self.options.parse_side)
+        # Both kinds of frame a stream may be pushed (a video's I420 planes need even sides).
+        planar = [I420Image.from_rgb(blank)] if size[0] % 2 == 0 and size[1] % 2 == 0 else []
         for index in range(2):
             view = self._carrier.view(blank)
             job = Job(index, blank, parse, view, time.perf_counter(), self._generation)
             made = self._refresh_now((job,) * self.bundle.net.config.chunk_frames)
-            self._compose(blank, view, parse, replace(made, index=-1), 0)
+            for picture in [blank, *planar]:
+                self._compose(picture, view, parse, replace(made, index=-1), 0)
         with self._model_lock:
             self._refresher.reset()
             self._refresher._stats = type(self._refresher._stats)()
@@ -288,8 +291,9 @@ class DecoupledStream:
 
     # ------------------------------------------------------------------------------------- frames
 
-    def push(self, frame: Any) -> list[np.ndarray]:
-        """Add a frame; returns its output at once (one frame in, one frame out)."""
+    def push(self, frame: Any) -> list[Picture]:
+        """Add a frame; returns its output at once (one frame in, one frame out). I420 planes
+        (`I420Image`, as a video decodes) are answered in I420 planes, anything else in RGB."""
         if self._request is None:
             raise StreamError("nothing to apply: call set_effect(id or prompt) or set_keyframe(...) first")
         if self._error is not None:
@@ -300,9 +304,10 @@ class DecoupledStream:
             self._stats.started = now
             self._start_worker()
         image = self._as_frame(frame)
-        if self._size is not None and image.shape[:2] != self._size:
-            self._restart(image.shape[:2])
-        self._size = image.shape[:2]
+        size = picture_size(image)
+        if self._size is not None and size != self._size:
+            self._restart(size)
+        self._size = size
         index = self._index
         self._index += 1
         self._stats.frames_in += 1
@@ -359,7 +364,7 @@ class DecoupledStream:
         if self._last is None:
             return None
         image, parse = self._last
-        return image, parse.region_at_frame_size("person")
+        return to_rgb(image), parse.region_at_frame_size("person")
 
     def stats(self) -> dict[str, Any]:
         """`EffectStream.stats`' figures for the per-frame path, and the model worker's: refreshes per
@@ -508,19 +513,19 @@ class DecoupledStream:
         if not self._request.needs_landmarks:
             self._drawn = (job.generation, job.image, edited)  # the worker's to take (`_work`)
 
-    def _segment(self, image: np.ndarray, index: int) -> LiveParse:
+    def _segment(self, image: Picture, index: int) -> LiveParse:
         """This frame's person parse, or on the frames between segmentations the newest one."""
         if (
             self._last is not None
             and index % self.options.segment_every
-            and self._last[0].shape == image.shape
+            and picture_size(self._last[0]) == picture_size(image)
         ):
             return self._last[1]
         return self._parser(image, False, index=index)
 
     def _compose(
-        self, image: np.ndarray, view: FrameView, parse: LiveParse, made: ModelEdit | None, index: int
-    ) -> np.ndarray:
+        self, image: Picture, view: FrameView, parse: LiveParse, made: ModelEdit | None, index: int
+    ) -> Picture:
         """This frame's output: the newest edit carried here by flow, at full resolution."""
         if made is None or made.view.size != view.size:
             return image.copy()  # no edit yet (or one of another size): the frame passes through
@@ -584,11 +589,12 @@ class DecoupledStream:
             self._new_generation()
         self.reset()
 
-    def _as_frame(self, frame: Any) -> np.ndarray:
+    def _as_frame(self, frame: Any) -> Picture:
         try:
-            image = to_rgb(frame)
+            image = frame if isinstance(frame, I420Image) else to_rgb(frame)
         except (TypeError, ValueError) as error:
             raise StreamError(f"bad frame: {error}") from error
-        if min(image.shape[:2]) < 16:
-            raise StreamError(f"bad frame: {image.shape[1]}x{image.shape[0]} is too small (16x16 at least)")
+        height, width = picture_size(image)
+        if min(height, width) < 16:
+            raise StreamError(f"bad frame: {width}x{height} is too small (16x16 at least)")
         return image

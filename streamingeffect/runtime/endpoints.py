@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from streamingeffect.io import SourceError, VideoWriter, bundled_clips, probe, read_frames
-from streamingeffect.io.images import encode_image
-from streamingeffect.io.video import Frame
+from streamingeffect.io.images import Picture, encode_image, to_rgb
+from streamingeffect.io.video import Frame, PlanarFrame, read_pictures
 
 log = logging.getLogger(__name__)
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -38,7 +38,7 @@ class FrameSource:
     name: str
     fps: float
     live: bool
-    frames: Iterator[Frame]
+    frames: Iterator[Frame | PlanarFrame]  # `.picture` for a stream, `.image` for RGB
     path: Path | None = None  # a file with possibly an audio track to pass through
     has_audio: bool = False
 
@@ -79,6 +79,8 @@ def open_source(spec: str, size: tuple[int, int] | None = None, max_frames: int 
             f"{spec}: no such file or folder (inputs: webcam[:N], a URL, a file, a folder, sample)"
         )
     info = probe(path)
+    if size is None and path.is_file():  # a video at its own size: frames stay in their decoded planes
+        return FrameSource(spec, info.fps, False, read_pictures(path, max_frames), path, info.has_audio)
     # Resized as they are read, so an image folder of mixed sizes plays at the one size asked for.
     return FrameSource(
         spec, info.fps, False, read_frames(path, stop=max_frames, size=size), path, info.has_audio
@@ -145,10 +147,10 @@ class Mp4Sink:
         self.path, self.audio_from = path, audio_from
         self._video_path = path.with_name(path.stem + ".video" + path.suffix) if audio_from else path
         self._writer = VideoWriter(self._video_path, fps=fps, **writer_options)  # crf, preset
-        self._last: np.ndarray | None = None
+        self._last: Picture | None = None
         self.frames = 0
 
-    def write(self, image: np.ndarray, index: int | None = None) -> None:
+    def write(self, image: Picture, index: int | None = None) -> None:
         if index is not None and self._last is not None:
             while self.frames < index:  # dropped slots: hold the last frame
                 self._writer.write(self._last)
@@ -196,8 +198,8 @@ class StdoutSink:
     def __init__(self, stream: BinaryIO | None = None):
         self.stream = stream or sys.stdout.buffer
 
-    def write(self, image: np.ndarray, index: int | None = None) -> None:
-        self.stream.write(np.ascontiguousarray(image).tobytes())
+    def write(self, image: Picture, index: int | None = None) -> None:
+        self.stream.write(np.ascontiguousarray(to_rgb(image)).tobytes())
         self.stream.flush()
 
     def close(self) -> None:
@@ -245,9 +247,9 @@ class MjpegPreview:
             self._changed.wait(timeout)
             return self._jpeg
 
-    def write(self, image: np.ndarray, index: int | None = None) -> None:
+    def write(self, image: Picture, index: int | None = None) -> None:
         try:
-            encoded = encode_image(image, ".jpg", quality=85)
+            encoded = encode_image(to_rgb(image), ".jpg", quality=85)
         except ValueError:  # a frame that cannot be shown is skipped; the preview goes on
             return
         with self._changed:

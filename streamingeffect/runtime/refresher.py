@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from streamingeffect.effects import Effect, make_effect
+from streamingeffect.io.images import Picture, to_rgb
 from streamingeffect.parsing.live import LiveParse
 from streamingeffect.parsing.masks import region_masks
 from streamingeffect.parsing.types import FrameParts
@@ -139,11 +140,16 @@ class Job:
     """A frame on its way to the model worker, with what the per-frame path already computed."""
 
     index: int
-    image: np.ndarray
+    picture: Picture  # as pushed: RGB, or I420 planes
     parse: LiveParse
     view: FrameView
     pushed_at: float
     generation: int
+
+    @property
+    def image(self) -> np.ndarray:
+        """[H, W, 3] uint8 RGB (planes converted once, on the first thread that asks: the worker)."""
+        return to_rgb(self.picture)
 
 
 PriorKey = tuple[np.ndarray, np.ndarray, float]  # a keyframe's source, its change, its weight

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from streamingeffect.effects import Category, Effect, UnknownEffectError, get_category, make_effect
-from streamingeffect.io.images import to_rgb
+from streamingeffect.io.images import Picture, to_rgb
 from streamingeffect.parsing.live import LiveParser
 from streamingeffect.runtime.stream import StreamError
 
@@ -46,9 +46,9 @@ class LiveStream(Protocol):
 
     def clear_keyframe(self) -> None: ...
 
-    def push(self, frame: Any) -> list[np.ndarray]: ...
+    def push(self, frame: Any) -> list[Picture]: ...  # I420 planes in: `DecoupledStream` answers in them
 
-    def flush(self) -> list[np.ndarray]: ...
+    def flush(self) -> list[Picture]: ...
 
     def stats(self) -> dict[str, Any]: ...
 

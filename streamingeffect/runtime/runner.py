@@ -18,9 +18,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from streamingeffect.io import SourceError
+from streamingeffect.io.images import Picture, picture_size
 from streamingeffect.io.live import NetworkPush, OutputError, PushSettings, VirtualCamera
 from streamingeffect.io.outputs import InterruptShield, PartialFile, close_all, refuse_inputs_as_output
-from streamingeffect.io.video import Frame
+from streamingeffect.io.video import Frame, PlanarFrame
 from streamingeffect.runtime.decoupled import RATES, DecoupledOptions, DecoupledStream
 from streamingeffect.runtime.endpoints import (
     FrameSource,
@@ -47,7 +48,7 @@ LIVE_MP4: dict[str, Any] = {
 
 
 class Sink(Protocol):
-    def write(self, image: np.ndarray, index: int | None = None) -> None: ...
+    def write(self, image: Picture, index: int | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -120,7 +121,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         sinks.append(preview)
     if config.raw_stdout:
         sinks.append(StdoutSink())
-    frames: Iterable[Frame] = source.frames
+    frames: Iterable[Frame | PlanarFrame] = source.frames
     pacer = None
     arrivals = _Arrivals()
     if paced:
@@ -149,7 +150,7 @@ def run(config: RunConfig) -> dict[str, Any]:
                         )
                         keyframe = None
                     pushed.append(frame.index)
-                    outputs = stream.push(frame.image)
+                    outputs = stream.push(frame.picture)  # a decoded video's planes as they are
                 _emit(outputs, pushed, open_sinks, failures, arrivals)
                 if failures:  # a live output broke off: end the run, finishing the other outputs
                     break
@@ -251,14 +252,14 @@ class BackgroundSink:
 
     def __init__(self, sink: Sink, depth: int = 4):
         self.sink, self.dropped = sink, 0
-        self._queue: deque[tuple[np.ndarray, int | None] | None] = deque()
+        self._queue: deque[tuple[Picture, int | None] | None] = deque()
         self._depth = depth
         self._ready = threading.Condition()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._drain, name="sink-writer", daemon=True)
         self._thread.start()
 
-    def write(self, image: np.ndarray, index: int | None = None) -> None:
+    def write(self, image: Picture, index: int | None = None) -> None:
         self._raise()
         with self._ready:
             if len(self._queue) >= self._depth:
@@ -304,7 +305,7 @@ class _Arrivals:
         self.latencies_ms: list[float] = []
         self.offered = 0
 
-    def stamp(self, frames: Iterable[Frame]) -> Iterable[Frame]:
+    def stamp(self, frames: Iterable[Frame | PlanarFrame]) -> Iterable[Frame | PlanarFrame]:
         for frame in frames:
             self.times[frame.index] = time.perf_counter()
             self.offered += 1
@@ -332,7 +333,7 @@ class _Arrivals:
 
 
 def _emit(
-    outputs: list[np.ndarray],
+    outputs: list[Picture],
     pushed: deque[int],
     sinks: list[Sink],
     failures: list[OutputError],
@@ -416,7 +417,8 @@ def _first_frame_size(source: FrameSource) -> tuple[int, int]:
     if first is None:
         raise SourceError(f"{source.name}: no frames")
     source.frames = itertools.chain([first], source.frames)
-    return first.image.shape[1], first.image.shape[0]
+    height, width = picture_size(first.picture)
+    return width, height
 
 
 def _open_live_outputs(config: RunConfig, source: FrameSource, size: tuple[int, int]) -> list[Sink]:
