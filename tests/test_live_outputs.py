@@ -191,6 +191,26 @@ def test_a_server_that_stops_taking_data_is_given_up_without_hanging(tmp_path: P
         push._sender.join(timeout=10)
 
 
+@needs_ffmpeg
+def test_a_push_sends_a_videos_planes_as_they_are(frames: list[np.ndarray], tmp_path: Path) -> None:
+    from streamingeffect.io.images import I420Image
+    from streamingeffect.io.live import NetworkPush
+
+    url = f"rtmp://127.0.0.1:{free_port()}/live/key"
+    planes = [I420Image.from_rgb(f) for f in frames[:10]]  # carphone: 176x144, even sides
+    received = tmp_path / "received.flv"
+    with listener(url, received):
+        push = NetworkPush(url, FPS, (176, 144))
+        for slot, picture in enumerate(planes):
+            push.write(picture, slot)
+            time.sleep(1 / FPS)  # the clip's rate: each frame is sent before the next comes
+        push.close()
+    got, _ = decoded(received)
+    assert push.frames == len(got) == 10 and push.dropped == 0
+    for image, picture in zip(got, planes, strict=True):  # the pictures, through H.264
+        assert image.shape == (144, 176, 3) and np.abs(image.astype(int) - picture.rgb()).mean() < 6
+
+
 def test_public_url_hides_keys_and_passphrases() -> None:
     assert public_url("rtmp://live.twitch.tv/app/live_123_abc") == "rtmp://live.twitch.tv/app/***"
     assert public_url("srt://host:9000?streamid=x&passphrase=y") == "srt://host:9000?***"

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import av
 import numpy as np
 
-from streamingeffect.io.images import Picture, rgb_at
+from streamingeffect.io.images import I420Image, Picture, rgb_at
 from streamingeffect.io.video import yuv420_frame
 
 log = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ class NetworkPush:
         self._audio_input: Any = None
         _check_host(url)
         self._open()
-        self._queue: queue.Queue[tuple[np.ndarray, int] | None] = queue.Queue(settings.queue_frames)
+        self._queue: queue.Queue[tuple[Picture, int] | None] = queue.Queue(settings.queue_frames)
         self._error: BaseException | None = None
         self._busy_since: float | None = None  # when the sender began its current frame
         self._last_pts = -1
@@ -305,7 +305,9 @@ class NetworkPush:
         """Queue a frame; raises OutputError once the push has failed (the run then ends)."""
         self._raise_if_failed()
         slot = self.frames + self.dropped + self._queue.qsize() if index is None else index
-        item = (np.ascontiguousarray(fit_frame(image, self.size)), slot)
+        width, height = self.size
+        same_planes = isinstance(image, I420Image) and image.size == (height, width)
+        item = (image if same_planes else np.ascontiguousarray(fit_frame(image, self.size)), slot)
         while True:
             try:
                 self._queue.put_nowait(item)
@@ -345,8 +347,11 @@ class NetworkPush:
         finally:
             self._busy_since = None
 
-    def _send(self, image: np.ndarray, slot: int) -> None:
-        frame = yuv420_frame(image)  # even sides (`fit_frame` to self.size)
+    def _send(self, image: Picture, slot: int) -> None:
+        if isinstance(image, I420Image):  # a video's planes, at the push's size: encoded as they are
+            frame = av.VideoFrame.from_ndarray(image.planes, format="yuv420p")
+        else:
+            frame = yuv420_frame(image)  # even sides (`fit_frame` to self.size)
         pts = max(round(slot * 1000 / self.fps), self._last_pts + 1)  # strictly increasing
         frame.pts, frame.time_base, self._last_pts = pts, MS, pts
         self._container.mux(self._video.encode(frame))

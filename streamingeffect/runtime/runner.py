@@ -38,11 +38,12 @@ from streamingeffect.runtime.stream import EffectStream
 ENGINES = ("model", "render")
 log = logging.getLogger(__name__)
 # A live file output: libx264 at its fastest, with x264's zerolatency settings (no B-frames, no
-# look-ahead, sliced threads): measured 3.4 ms a 720p frame on this CPU; the colour conversion done
-# by OpenCV (`io.video.yuv420_frame`: 1.3 ms at 720p against 5.2).
+# look-ahead) on one thread: measured 3.4 ms a 720p frame on this CPU; sliced threads took 7.3-7.8 ms
+# of CPU a frame against 5.6-5.8 on one thread in the same slow hour, and no less wall time. An RGB
+# frame's colour conversion is OpenCV's (`io.video.yuv420_frame`: 1.3 ms at 720p against 5.2).
 LIVE_MP4: dict[str, Any] = {
     "preset": "ultrafast",
-    "x264_params": "bframes=0:rc-lookahead=0:sync-lookahead=0:sliced-threads=1",
+    "x264_params": "bframes=0:rc-lookahead=0:sync-lookahead=0:threads=1",
     "fast_yuv": True,
 }
 
