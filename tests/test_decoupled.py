@@ -204,6 +204,13 @@ def test_i420_planes_give_the_gray_and_the_small_rgb_of_their_rgb(frames: list[n
         I420Image(np.zeros((9, 7), np.uint8))  # an odd width
 
 
+def test_the_warm_up_loads_the_composite_kernels_before_the_first_model_edit() -> None:
+    from streamingeffect.pipeline import fused
+
+    fused.load_kernels()  # what `DecoupledStream.warmup` calls: its blank frames may keep the gate shut
+    assert fused._guided_pass.signatures and fused._guided_pass_planar.signatures
+
+
 def test_a_stream_pushed_i420_planes_answers_in_them(bundle: ModelBundle, frames: list[np.ndarray]) -> None:
     from streamingeffect.io.images import I420Image
     from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream

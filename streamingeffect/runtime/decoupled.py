@@ -64,6 +64,7 @@ from streamingeffect.pipeline.carry import (
     warp_edit,
 )
 from streamingeffect.pipeline.flow_prior import warp_by_flow
+from streamingeffect.pipeline.fused import load_kernels
 from streamingeffect.precision import measured_choice
 from streamingeffect.runtime.refresher import (
     MODEL_STAGES,
@@ -253,6 +254,7 @@ class DecoupledStream:
             raise StreamError("set an effect (or keyframe) before warming up")
         self._start_worker()  # the thread plan first: precision is measured at the worker's threads
         measured_choice(self.bundle.matmul_shape)
+        load_kernels()  # the blank frames below may leave the gate shut, and the kernels unloaded
         blank = np.full((*size, 3), 127, np.uint8)
         with self._model_lock:
             self._refresher.warmup(size)
@@ -263,6 +265,11 @@ class DecoupledStream:
         for index in range(2):
             view = self._carrier.view(blank)
             job = Job(index, blank, parse, view, time.perf_counter(), self._generation)
+            if self._instant is not None:
+                # The first frame's keyframe is drawn on this thread: its large buffers too, twice (the
+                # allocator keeps them from the second time on). A fresh 720p buffer's first touch took
+                # 4 ms, and up to 90 on this virtual machine.
+                self._draw_instant(self._instant, job)
             made = self._refresh_now((job,) * self.bundle.net.config.chunk_frames)
             for picture in [blank, *planar]:
                 self._compose(picture, view, parse, replace(made, index=-1), 0)
@@ -498,20 +505,25 @@ class DecoupledStream:
         first result; nothing while the effect's anchor is not in view (tried again next frame). The
         worker's next refresh takes the drawing as its keyframe (for an effect drawn from the person's
         mask alone: one that needs landmarks is drawn again by the worker, with them)."""
-        category = self._instant
-        assert category is not None and self._request is not None
-        size = self._refresher._drawing_size(job.image.shape[:2])
-        edited, changed = draw_keyframe(
-            make_effect(category, self.options.stream.seed, size), job.image, job.parse
-        )
-        if not changed:
+        assert self._instant is not None and self._request is not None
+        drawn = self._draw_instant(self._instant, job)
+        if drawn is None:
             return
         self._instant = None
-        change = cv2.subtract(edited, job.image, dtype=cv2.CV_32F)
+        edited, change = drawn
         keys = ((job.image, change, 1.0),)
         self._publish_prior(self._refresher._prior_only(job, job.parse, keys, still_flows(job.view)))
         if not self._request.needs_landmarks:
             self._drawn = (job.generation, job.image, edited)  # the worker's to take (`_work`)
+
+    def _draw_instant(self, category: Category, job: Job) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the frame with the catalog keyframe drawn on it, its change [H, W, 3] float32), or None when
+        the drawing changed nothing."""
+        size = self._refresher._drawing_size(job.image.shape[:2])
+        edited, changed = draw_keyframe(
+            make_effect(category, self.options.stream.seed, size), job.image, job.parse
+        )
+        return (edited, cv2.subtract(edited, job.image, dtype=cv2.CV_32F)) if changed else None
 
     def _segment(self, image: Picture, index: int) -> LiveParse:
         """This frame's person parse, or on the frames between segmentations the newest one."""
