@@ -146,6 +146,7 @@ class PreparedFrame:
     mask: torch.Tensor  # [1, h, w] the model's mask (edit region or person) at latent resolution
     scope: np.ndarray  # [H, W] float where the effect may act
     guide: np.ndarray  # [R, R] gray of the window as the model saw it (the source with its prior)
+    cut: np.ndarray | None = None  # [R, R, 3] uint8 the source's window at the model's resolution
     prior: np.ndarray | None = None  # [H, W, 3] float32 the keyframe's change carried here (0-255 units)
     prior_latent: torch.Tensor | None = None  # [C, h, w] latent(source + prior) - latent(source)
     confidence: torch.Tensor | None = None  # [1, h, w] the flow's confidence at latent resolution
@@ -238,6 +239,7 @@ class FrameEditor:
             mask=torch.from_numpy(window.cut(model_mask, side))[None],
             scope=cv2.resize(scope, (width, height), interpolation=cv2.INTER_LINEAR),
             guide=gray(cut),
+            cut=cut,
             view=view,
         )
         with_prior = self._add_prior(frame) if self.uses_prior and self._keyframe is not None else None

@@ -222,7 +222,7 @@ class CarryingEditor(FrameEditor):
         if carried is None or carried.confidence is None:
             return None
         resolution, side = self.bundle.resolution, self.bundle.latent_side
-        cut = prior_on_window(frame.image, carried, frame.window, resolution)
+        cut = prior_on_window(frame.image, carried, frame.window, resolution, frame.cut)
         confidence = confidence_on_window(carried.confidence, frame.image.shape[:2], frame.window, resolution)
         frame.confidence = torch.from_numpy(
             cv2.resize(confidence, (side, side), interpolation=cv2.INTER_AREA)
