@@ -175,9 +175,9 @@ def to_rgb(image: Any) -> np.ndarray:
 
     Accepts numpy arrays [H, W], [H, W, 1] (grayscale), [H, W, 2] (grayscale + alpha), [H, W, 3]
     (RGB), [H, W, 4] (RGBA: alpha is dropped, not composited); uint8, or uint16 (scaled down to
-    8 bits). Also accepts PIL images of any mode, av.VideoFrame and `I420Image`. An RGB uint8 array comes back
-    as is (no copy when already contiguous). Raises TypeError for other types and dtypes, ValueError
-    for other shapes.
+    8 bits). Also accepts PIL images of any mode, av.VideoFrame and `I420Image`. An RGB uint8 array
+    comes back as is (no copy when already contiguous). Raises TypeError for other types and dtypes,
+    ValueError for other shapes.
     """
     if isinstance(image, av.VideoFrame):
         return image.to_ndarray(format="rgb24")

@@ -647,8 +647,7 @@ class VideoWriter:
         planes (encoded as they are)."""
         if self._closed:
             raise VideoError(f"{self._label}: the writer is closed")
-        planar = isinstance(frame, I420Image)
-        image = frame if planar else to_rgb(frame)
+        image = frame if isinstance(frame, I420Image) else to_rgb(frame)
         height, width = picture_size(image)
         if self.size is None:
             self.size = (width, height)
