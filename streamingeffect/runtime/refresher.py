@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from streamingeffect.effects import Effect, make_effect
+from streamingeffect.effects import Category, Effect, make_effect
 from streamingeffect.io.images import Picture, to_rgb
 from streamingeffect.parsing.live import LiveParse
 from streamingeffect.parsing.masks import region_masks
@@ -265,32 +265,21 @@ class Refresher(EffectStream):
             self._editor.close()
             self._editor = CarryingEditor(bundle, options.editor, carry, prior_pixels)
 
-    _empty_keyframe = True  # the last catalog keyframe changed nothing (its anchor was not in view)
-
-    def _refresh_catalog_keyframe(self, image: np.ndarray, parse: LiveParse) -> None:
-        """`EffectStream._refresh_catalog_keyframe`, drawn smaller when only the model's window sees it
-        (no prior): the renderer's sizes follow the frame's, and at 720p it took 58 ms a frame, the
-        longest step before a stream's first edit."""
-        if self._renderer is None or self._request is None or self._request.category is None:
-            return
-        due = self._keyframe is None or self._empty_keyframe
-        if not due and self._since_keyframe < self.options.keyframe_every:
-            self._since_keyframe += 1
-            return
+    def _draw_catalog(
+        self, category: Category, image: np.ndarray, parse: LiveParse
+    ) -> tuple[np.ndarray, bool]:
+        """`EffectStream._draw_catalog` at `_drawing_size` (with a prior, the size the per-frame path
+        carries it at; without, the model's window's): the renderer's sizes follow the frame's, and at
+        720p a full-size drawing took 58 ms, the longest step before a stream's first edit."""
         size = self._drawing_size(image.shape[:2])
-        if (self._renderer.height, self._renderer.width) != size:
-            self._renderer = make_effect(self._request.category, self.options.seed, size)
-        edited, changed = draw_keyframe(self._renderer, image, parse)
-        self._empty_keyframe = not changed
-        self._set_keyframe((image, edited), 0 if due else self.options.crossfade)
-        self._since_keyframe = 1
+        if self._renderer is None or (self._renderer.height, self._renderer.width) != size:
+            self._renderer = make_effect(category, self.options.seed, size)
+        return draw_keyframe(self._renderer, image, parse)
 
     def take_drawn_keyframe(self, image: np.ndarray, edited: np.ndarray) -> None:
         """The catalog effect's keyframe, drawn on ``image`` elsewhere at `_drawing_size` (the per-frame
         path's first frame): the next refresh uses it instead of drawing its own."""
-        self._empty_keyframe = False
-        self._set_keyframe((image, edited))
-        self._since_keyframe = 1
+        self._install_catalog_keyframe(image, edited, True)
 
     def _drawing_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The catalog keyframe's drawing size: with a prior, the size the per-frame path carries it at

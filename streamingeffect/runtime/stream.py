@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from streamingeffect.diffusion.space import base_latent
-from streamingeffect.effects import Effect, make_effect
+from streamingeffect.effects import Category, Effect, make_effect
 from streamingeffect.io.images import to_rgb
 from streamingeffect.models.dit import Reference, TextCondition
 from streamingeffect.models.kv_cache import KVCache
@@ -158,6 +158,7 @@ class EffectStream:
         self._teacher_due = False  # the next frame goes to the teacher
         self._workers: ThreadPoolExecutor | None = None
         self._since_keyframe = 0  # frames since the catalog keyframe was drawn
+        self._empty_keyframe = True  # the last catalog keyframe changed nothing (its anchor not in view)
         self._anchor: Reference | None = None  # the first output of a text-only effect
         self._text: TextCondition | None = None
         window = bundle.net.config.window_chunks if options.window_chunks is None else options.window_chunks
@@ -264,14 +265,31 @@ class EffectStream:
         window's chunks stay, so the look carries over without a jump."""
         if self._renderer is None or self._request is None or self._request.category is None:
             return
-        empty = self._keyframe is None or np.array_equal(*self._keyframe)
-        if not empty and self._since_keyframe < self.options.keyframe_every:
+        due = self._keyframe is None or self._empty_keyframe
+        if not due and self._since_keyframe < self.options.keyframe_every:
             self._since_keyframe += 1
             return
+        edited, changed = self._draw_catalog(self._request.category, image, parse)
+        self._install_catalog_keyframe(image, edited, changed, 0 if due else self.options.crossfade)
+
+    def _draw_catalog(
+        self, category: Category, image: np.ndarray, parse: LiveParse
+    ) -> tuple[np.ndarray, bool]:
+        """The catalog effect drawn on ``image`` at the frame's size -> (the edited frame, whether the
+        drawing changed anything)."""
+        assert self._renderer is not None
         if (self._renderer.height, self._renderer.width) != image.shape[:2]:
-            self._renderer = make_effect(self._request.category, self.options.seed, image.shape[:2])
-        fade = 0 if empty else self.options.crossfade
-        self._set_keyframe((image, self._renderer.render(image, parse.parts_at_frame_size())), fade)
+            self._renderer = make_effect(category, self.options.seed, image.shape[:2])
+        edited = self._renderer.render(image, parse.parts_at_frame_size())
+        return edited, not np.array_equal(edited, image)
+
+    def _install_catalog_keyframe(
+        self, image: np.ndarray, edited: np.ndarray, changed: bool, fade: int = 0
+    ) -> None:
+        """A catalog keyframe becomes the sink (cross-faded over ``fade`` frames); the count to the next
+        one starts again. One that changed nothing (its anchor not in view) is drawn again next frame."""
+        self._empty_keyframe = not changed
+        self._set_keyframe((image, edited), fade)
         self._since_keyframe = 1
 
     def _switch(self) -> None:
