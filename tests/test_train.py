@@ -305,6 +305,17 @@ def test_the_agreement_figures_are_exact_for_the_teacher_itself() -> None:
     assert different["decode_psnr"] < 60 and different["change_psnr"] < 60 and different["latent_snr"] < 60
 
 
+def test_a_weights_digest_follows_a_new_save_of_the_same_size(tmp_path: Path) -> None:
+    weights = {"w": torch.zeros(4)}
+    ckpt.save_weights(tmp_path, weights, {"kind": "test"})
+    first = ckpt.weights_digest(tmp_path)
+    hits = ckpt._file_digest.cache_info().hits
+    assert ckpt.weights_digest(tmp_path) == first
+    assert ckpt._file_digest.cache_info().hits == hits + 1  # kept, not hashed again
+    ckpt.save_weights(tmp_path, {"w": torch.ones(4)}, {"kind": "test"})  # same size, new file
+    assert ckpt.weights_digest(tmp_path) != first
+
+
 def test_cli_distills_a_named_size_into_the_teacher_latent_space(data: Path, tmp_path: Path) -> None:
     teacher = saved_teacher(tmp_path / "teacher")
     out = tmp_path / "nano"

@@ -7,6 +7,7 @@ DIR/state.pt            optimizer, raw (non-EMA) weights, step, RNG — only wha
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -51,8 +52,17 @@ def read_config(directory: Path) -> dict[str, Any]:
 
 
 def weights_digest(directory: Path) -> str:
-    """The SHA-1 of a checkpoint's weights file (hex): which trained weights these are."""
-    return hashlib.sha1((Path(directory) / WEIGHTS).read_bytes()).hexdigest()
+    """The SHA-1 of a checkpoint's weights file (hex): which trained weights these are. Kept per file
+    version (path, inode, size, change time), so that each new stream does not hash the bundle again
+    (6 MB, 20 ms)."""
+    path = (Path(directory) / WEIGHTS).resolve()
+    stat = path.stat()
+    return _file_digest(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, inode: int, size: int, modified_ns: int) -> str:
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
