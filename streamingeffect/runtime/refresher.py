@@ -148,7 +148,7 @@ class Job:
 
     @property
     def image(self) -> np.ndarray:
-        """[H, W, 3] uint8 RGB (planes converted once, on the first thread that asks: the worker)."""
+        """[H, W, 3] uint8 RGB (planes converted once, by the first thread that asks)."""
         return to_rgb(self.picture)
 
 
