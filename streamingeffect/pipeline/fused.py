@@ -73,20 +73,13 @@ def _luma_gray(luma: int) -> float:
 
 @njit(cache=True, nogil=True, inline="always")
 def _open_row(
-    i: int,
-    c_row: np.ndarray,
-    c_row_w: np.ndarray,
-    s_row: np.ndarray,
-    s_row_w: np.ndarray,
-    coefficients: np.ndarray,
-    scope: np.ndarray,
-    open_cells: np.ndarray,
-    coefficient_row: np.ndarray,
-    row_open: np.ndarray,
-    scope_row: np.ndarray,
+    i: int, rows: tuple, coefficients: np.ndarray, scope: np.ndarray, open_cells: np.ndarray, row: tuple
 ) -> bool:
-    """Output row i's scope, open cells and coefficients, each blended from its two source rows (once
-    per row, over the low resolution's width); False when nothing can be added on the row."""
+    """Output row i's scope, open cells and coefficients (``row``: their buffers), each blended from
+    its two source rows (once per row, over the low resolution's width); False when nothing can be
+    added on the row. ``rows``: the box's rows sampled on both grids (`_axes`)."""
+    c_row, c_row_w, s_row, s_row_w = rows
+    coefficient_row, row_open, scope_row = row
     size = coefficients.shape[0]
     sr, sw = s_row[i], s_row_w[i]
     sr1 = min(sr + 1, scope.shape[0] - 1)
@@ -111,21 +104,11 @@ def _open_row(
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pixel_change(
-    j: int,
-    c_col: np.ndarray,
-    c_col_w: np.ndarray,
-    s_col: np.ndarray,
-    s_col_w: np.ndarray,
-    coefficient_row: np.ndarray,
-    row_open: np.ndarray,
-    scope_row: np.ndarray,
-    guide: float,
-    floor: float,
-    change: np.ndarray,
-) -> bool:
-    """Column j of a prepared row: ``change`` [3] = 255 * gate * (a * guide + b); False (``change``
-    untouched) where the gate is 0 or below ``floor``."""
+def _pixel_change(j: int, cols: tuple, row: tuple, guide: float, floor: float, change: np.ndarray) -> bool:
+    """Column j of a row `_open_row` prepared: ``change`` [3] = 255 * gate * (a * guide + b); False
+    (``change`` untouched) where the gate is 0 or below ``floor``."""
+    c_col, c_col_w, s_col, s_col_w = cols
+    coefficient_row, row_open, scope_row = row
     top_c = coefficient_row.shape[0] - 1
     if not (row_open[c_col[j]] or row_open[min(c_col[j] + 1, top_c)]):
         return False  # the gate is exactly 0 here (no open cell within the filter's reach)
@@ -156,15 +139,16 @@ def _axes(
     box: tuple[int, int, int, int],
     scope_shape: tuple[int, int],
     frame_shape: tuple[int, int],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The box's rows and columns sampled on the coefficients' grid (over the window) and the scope's."""
+) -> tuple[tuple, tuple]:
+    """The box's rows and its columns, each sampled on the coefficients' grid (over the window) and on
+    the scope's: (lower index, weight of the next) for each, coefficients first."""
     top, bottom, left, right = box
     (height, width), (scope_h, scope_w) = frame_shape, scope_shape
     c_row, c_row_w = _axis(bottom - top, top, y0, size / side, size)
     c_col, c_col_w = _axis(right - left, left, x0, size / side, size)
     s_row, s_row_w = _axis(bottom - top, top, 0.0, scope_h / height, scope_h)
     s_col, s_col_w = _axis(right - left, left, 0.0, scope_w / width, scope_w)
-    return c_row, c_row_w, c_col, c_col_w, s_row, s_row_w, s_col, s_col_w
+    return (c_row, c_row_w, s_row, s_row_w), (c_col, c_col_w, s_col, s_col_w)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -183,47 +167,21 @@ def _guided_pass(
     open_cells: np.ndarray,
 ) -> int:
     size = coefficients.shape[0]
-    c_row, c_row_w, c_col, c_col_w, s_row, s_row_w, s_col, s_col_w = _axes(
+    rows, cols = _axes(
         size, x0, y0, side, (top, bottom, left, right), scope.shape, (out.shape[0], out.shape[1])
     )
     # Bilinear = vertical then horizontal: each output row first blends its two source rows, then
     # each pixel blends two neighbours of that row.
-    coefficient_row = np.empty((size, 8), np.float32)
-    row_open = np.empty(size, np.bool_)
-    scope_row = np.empty(scope.shape[1], np.float32)
+    row = (np.empty((size, 8), np.float32), np.empty(size, np.bool_), np.empty(scope.shape[1], np.float32))
     change = np.empty(3, np.float32)
     changed = 0
     for i in range(bottom - top):
-        if not _open_row(
-            i,
-            c_row,
-            c_row_w,
-            s_row,
-            s_row_w,
-            coefficients,
-            scope,
-            open_cells,
-            coefficient_row,
-            row_open,
-            scope_row,
-        ):
+        if not _open_row(i, rows, coefficients, scope, open_cells, row):
             continue
         y = top + i
         for j in range(right - left):
             x = left + j
-            if not _pixel_change(
-                j,
-                c_col,
-                c_col_w,
-                s_col,
-                s_col_w,
-                coefficient_row,
-                row_open,
-                scope_row,
-                _gray(out[y, x]),
-                floor,
-                change,
-            ):
+            if not _pixel_change(j, cols, row, _gray(out[y, x]), floor, change):
                 continue
             for channel in range(3):
                 out[y, x, channel] = min(max(np.rint(out[y, x, channel] + change[channel]), 0.0), 255.0)
@@ -252,31 +210,20 @@ def _guided_pass_planar(
     """`_guided_pass` on I420 planes, 2x2 pixels (one chroma sample) at a time; the box's sides even.
     Each pixel's RGB change goes into its luma; the block's mean change into its chroma."""
     size = coefficients.shape[0]
-    c_row, c_row_w, c_col, c_col_w, s_row, s_row_w, s_col, s_col_w = _axes(
+    rows, cols = _axes(
         size, x0, y0, side, (top, bottom, left, right), scope.shape, (luma.shape[0], luma.shape[1])
     )
-    coefficient_rows = np.empty((2, size, 8), np.float32)
-    rows_open = np.empty((2, size), np.bool_)
-    scope_rows = np.empty((2, scope.shape[1]), np.float32)
+    pair = (  # two rows at a time
+        (np.empty((size, 8), np.float32), np.empty(size, np.bool_), np.empty(scope.shape[1], np.float32)),
+        (np.empty((size, 8), np.float32), np.empty(size, np.bool_), np.empty(scope.shape[1], np.float32)),
+    )
     opened = np.zeros(2, np.bool_)
     change = np.empty(3, np.float32)
     total = np.empty(3, np.float32)
     changed = 0
     for i in range(0, bottom - top, 2):
         for k in range(2):
-            opened[k] = _open_row(
-                i + k,
-                c_row,
-                c_row_w,
-                s_row,
-                s_row_w,
-                coefficients,
-                scope,
-                open_cells,
-                coefficient_rows[k],
-                rows_open[k],
-                scope_rows[k],
-            )
+            opened[k] = _open_row(i + k, rows, coefficients, scope, open_cells, pair[k])
         if not (opened[0] or opened[1]):
             continue
         for j in range(0, right - left, 2):
@@ -288,19 +235,7 @@ def _guided_pass_planar(
                 y = top + i + k
                 for m in range(2):
                     x = left + j + m
-                    if not _pixel_change(
-                        j + m,
-                        c_col,
-                        c_col_w,
-                        s_col,
-                        s_col_w,
-                        coefficient_rows[k],
-                        rows_open[k],
-                        scope_rows[k],
-                        _luma_gray(luma[y, x]),
-                        floor,
-                        change,
-                    ):
+                    if not _pixel_change(j + m, cols, pair[k], _luma_gray(luma[y, x]), floor, change):
                         continue
                     added = to_yuv[0, 0] * change[0] + to_yuv[0, 1] * change[1] + to_yuv[0, 2] * change[2]
                     luma[y, x] = min(max(np.rint(luma[y, x] + added), 0.0), 255.0)
@@ -330,24 +265,8 @@ def apply_guided_edit(
     any resolution. Returns the number of pixels changed. Pixels whose two nearest coefficient cells
     on each axis all have a = b = 0 for the gate (the gate is exactly 0 there) are skipped unread."""
     rows, cols = box
-    open_cells = (a[..., 3] != 0) | (b[..., 3] != 0)  # [r, r]
-    coefficients = np.ascontiguousarray(np.concatenate([a, b], axis=-1), dtype=np.float32)
-    return int(
-        _guided_pass(
-            out,
-            coefficients,
-            window.x0,
-            window.y0,
-            window.side,
-            rows.start,
-            rows.stop,
-            cols.start,
-            cols.stop,
-            np.ascontiguousarray(scope, dtype=np.float32),
-            float(floor),
-            np.ascontiguousarray(open_cells, dtype=np.bool_),
-        )
-    )
+    edges = (rows.start, rows.stop, cols.start, cols.stop)
+    return int(_guided_pass(out, *_pass_arguments(a, b, window, edges, scope, floor)))
 
 
 def apply_guided_edit_planar(
@@ -365,27 +284,32 @@ def apply_guided_edit_planar(
     rows, cols = box
     top, left = rows.start - rows.start % 2, cols.start - cols.start % 2
     bottom, right = rows.stop + rows.stop % 2, cols.stop + cols.stop % 2
+    u, v = out.chroma
+    arguments = _pass_arguments(a, b, window, (top, bottom, left, right), scope, floor)
+    return int(_guided_pass_planar(out.luma, u, v, *arguments, RGB_TO_YUV_CHANGE))
+
+
+def _pass_arguments(
+    a: np.ndarray,
+    b: np.ndarray,
+    window: Window,
+    edges: tuple[int, int, int, int],
+    scope: np.ndarray,
+    floor: float,
+) -> tuple:
+    """What both passes take after their frame: the coefficients [r, r, 8], the window, the box's
+    (top, bottom, left, right), the scope, the floor and the cells where the gate can be open."""
     open_cells = (a[..., 3] != 0) | (b[..., 3] != 0)  # [r, r]
     coefficients = np.ascontiguousarray(np.concatenate([a, b], axis=-1), dtype=np.float32)
-    u, v = out.chroma
-    return int(
-        _guided_pass_planar(
-            out.luma,
-            u,
-            v,
-            coefficients,
-            window.x0,
-            window.y0,
-            window.side,
-            top,
-            bottom,
-            left,
-            right,
-            np.ascontiguousarray(scope, dtype=np.float32),
-            float(floor),
-            np.ascontiguousarray(open_cells, dtype=np.bool_),
-            RGB_TO_YUV_CHANGE,
-        )
+    return (
+        coefficients,
+        window.x0,
+        window.y0,
+        window.side,
+        *edges,
+        np.ascontiguousarray(scope, dtype=np.float32),
+        float(floor),
+        np.ascontiguousarray(open_cells, dtype=np.bool_),
     )
 
 
