@@ -47,12 +47,6 @@ class OutputError(RuntimeError):
     """A live output cannot open or broke off; the message says what to do."""
 
 
-def fit_frame(image: Picture, size: tuple[int, int]) -> np.ndarray:
-    """``image`` (RGB [H, W, 3] or I420 planes) as RGB at ``size`` (width, height): live outputs keep
-    the size they opened with."""
-    return rgb_at(image, size)
-
-
 def public_url(url: str) -> str:
     """``url`` without its secrets, for messages: an RTMP stream key is the last path segment, SRT puts
     its passphrase and stream id in the query."""
@@ -109,7 +103,7 @@ class VirtualCamera:
         log.info("virtual camera %s (%s), %dx%d", self.device, self._camera.backend, *size)
 
     def write(self, image: Picture, index: int | None = None) -> None:
-        self._camera.send(np.ascontiguousarray(fit_frame(image, self.size)))
+        self._camera.send(np.ascontiguousarray(rgb_at(image, self.size)))  # at the size it opened with
         self.frames += 1
 
     def close(self) -> None:
@@ -307,7 +301,7 @@ class NetworkPush:
         slot = self.frames + self.dropped + self._queue.qsize() if index is None else index
         width, height = self.size
         same_planes = isinstance(image, I420Image) and image.size == (height, width)
-        item = (image if same_planes else np.ascontiguousarray(fit_frame(image, self.size)), slot)
+        item = (image if same_planes else np.ascontiguousarray(rgb_at(image, self.size)), slot)
         while True:
             try:
                 self._queue.put_nowait(item)
@@ -351,7 +345,7 @@ class NetworkPush:
         if isinstance(image, I420Image):  # a video's planes, at the push's size: encoded as they are
             frame = av.VideoFrame.from_ndarray(image.planes, format="yuv420p")
         else:
-            frame = yuv420_frame(image)  # even sides (`fit_frame` to self.size)
+            frame = yuv420_frame(image)  # even sides: `write` brought it to self.size
         pts = max(round(slot * 1000 / self.fps), self._last_pts + 1)  # strictly increasing
         frame.pts, frame.time_base, self._last_pts = pts, MS, pts
         self._container.mux(self._video.encode(frame))
