@@ -359,6 +359,45 @@ def test_the_correction_leaves_a_confident_prior_alone(tmp_path: Path, carphone:
     assert not np.array_equal(outputs[1], painted)
 
 
+def test_a_keyframe_painted_on_the_face_makes_frames_parse_the_face_mesh(
+    tmp_path: Path, carphone: list[np.ndarray]
+) -> None:
+    """Paint over the carphone man's face oval: the editor finds the keyframe's face, its frames then
+    parse the face mesh and nothing more, and the prior keeps to the mesh; a box painted in a corner
+    stays with flow alone."""
+    import cv2
+
+    from streamingeffect.parsing.indices import FACE_OVAL
+    from streamingeffect.parsing.live import LANDMARKS_FACE, FaceFinder
+    from streamingeffect.pipeline import EffectRequest, FrameEditor, face_follow
+    from streamingeffect.pipeline.flow_prior import FlowPrior
+
+    finder = FaceFinder()
+    face = finder(carphone[0])
+    finder.close()
+    assert face is not None and face.shape == (478, 2)
+    on_face = carphone[0].copy()
+    cv2.fillPoly(on_face, [np.round(face[list(FACE_OVAL)]).astype(np.int32)], (40, 110, 230))
+    in_corner = carphone[0].copy()
+    in_corner[:30, :40] = (40, 110, 230)
+    bundle = ModelBundle.load(_prior_student(tmp_path / "student"))
+    editor = FrameEditor(bundle, EffectRequest.keyframe_only())
+    editor.set_keyframe(carphone[0], in_corner)
+    assert not editor.needs_landmarks and editor.prepare(carphone[1]).parse.parts.face is None
+    editor.set_keyframe(carphone[0], on_face)
+    assert editor.needs_landmarks
+    frame = editor.prepare(carphone[3])
+    now = frame.parse.face_at_frame_size()
+    assert now is not None and editor.parser._level == LANDMARKS_FACE  # no hands, no pose
+    change = editor.keyframe[1]  # type: ignore[index]
+    plain, _ = FlowPrior()(carphone[3], carphone[0], change)
+    key = editor.flow.faces.key(editor.keyframe[1])  # type: ignore[union-attr,index]
+    assert key is not None and frame.prior is not None
+    expected = face_follow.correct(plain, key, editor.flow.flow(carphone[3], carphone[0])[0], now)
+    assert np.allclose(frame.prior, expected, atol=1e-3)
+    editor.close()
+
+
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))
     return 10 * np.log10(255**2 / max(mse, 1e-10))

@@ -35,6 +35,14 @@ class LiveParse:
         height, width = self.frame_size
         return cv2.resize(self.parts.regions.get(name), (width, height), interpolation=cv2.INTER_LINEAR)
 
+    def face_at_frame_size(self) -> np.ndarray | None:
+        """The face mesh [P, 2] in the frame's own pixels, or None (none found, or not looked for)."""
+        if self.parts.face is None:
+            return None
+        height, width = self.frame_size
+        parse_h, parse_w = self.parts.size
+        return self.parts.face * np.array([width / parse_w, height / parse_h], np.float32)
+
     def parts_at_frame_size(self) -> FrameParts:
         """The same parse at the frame's own size (what the effect renderer draws on)."""
         height, width = self.frame_size
@@ -59,51 +67,89 @@ class LiveParse:
         )
 
 
+LANDMARKS_NONE, LANDMARKS_FACE, LANDMARKS_ALL = 0, 1, 2  # what `LiveParser` finds beside the person
+
+
 class LiveParser:
     """Frames in, `LiveParse` out, with the person mask's temporal state kept between frames."""
 
     def __init__(self, max_side: int = 256, weight: float = PERSON_EMA_WEIGHT):
         self.max_side, self.weight = max_side, weight
         self._parser: HumanParser | None = None  # made on first use (MediaPipe graphs take a moment)
-        self._with_landmarks = False
+        self._level = LANDMARKS_NONE
         self._state: np.ndarray | None = None
 
-    def __call__(self, image: Picture, landmarks: bool, index: int = 0, time: float = 0.0) -> LiveParse:
+    def __call__(
+        self, image: Picture, landmarks: bool, index: int = 0, time: float = 0.0, face: bool = False
+    ) -> LiveParse:
         """image [H, W, 3] uint8 RGB (or its I420 planes) -> its parse; ``landmarks`` also finds face,
-        hands and pose."""
+        hands and pose, ``face`` the face mesh alone (an edit that follows the face)."""
         height, width = picture_size(image)
         scale = min(1.0, self.max_side / max(height, width))
         small = rgb_at(image, (round(width * scale), round(height * scale)))
-        parser = self._graphs(landmarks)
+        parser = self._graphs(LANDMARKS_ALL if landmarks else LANDMARKS_FACE if face else LANDMARKS_NONE)
         probability = parser.person_mask(small).astype(np.float32) / 255
         if self._state is None or self._state.shape != probability.shape:
             self._state = probability
         self._state = ema_update(self._state, probability, self.weight)
         person = clean_person(self._state)
-        face = hands = pose = None
-        if landmarks:
+        face_points = hands = pose = None
+        if landmarks or face:
             face_pts, hand_pts, pose_pts = parser.landmarks(small)
-            face = face_pts[:, :2] if np.isfinite(face_pts).all() else None
+            face_points = face_pts[:, :2] if np.isfinite(face_pts).all() else None
             hands = [h[:, :2] for h in hand_pts if np.isfinite(h).all()]
             pose = (
                 np.concatenate([pose_pts[:, :2], pose_pts[:, 3:4]], 1)
                 if np.isfinite(pose_pts).all()
                 else None
             )
-        regions = region_masks(person, face, hands or [], pose)
-        parts = FrameParts(index=index, time=time, regions=regions, face=face, hands=hands or [], pose=pose)
+        regions = region_masks(person, face_points, hands or [], pose)
+        parts = FrameParts(
+            index=index, time=time, regions=regions, face=face_points, hands=hands or [], pose=pose
+        )
         return LiveParse(parts, (height, width))
 
-    def _graphs(self, landmarks: bool) -> HumanParser:
-        if self._parser is None or (landmarks and not self._with_landmarks):
+    def _graphs(self, level: int) -> HumanParser:
+        """MediaPipe's graphs for at least this level of landmarks (made again for a higher one)."""
+        if self._parser is None or level > self._level:
             self.close()
-            self._parser = HumanParser(video_mode=True, hands=landmarks, pose=landmarks, face=landmarks)
-            self._with_landmarks = landmarks
+            self._parser = HumanParser(
+                video_mode=True,
+                hands=level >= LANDMARKS_ALL,
+                pose=level >= LANDMARKS_ALL,
+                face=level >= LANDMARKS_FACE,
+            )
+            self._level = level
         return self._parser
 
     def reset(self) -> None:
         """Forget the temporal state (a new stream, or a new frame size)."""
         self._state = None
+
+    def close(self) -> None:
+        if self._parser is not None:
+            self._parser.close()
+            self._parser = None
+
+
+class FaceFinder:
+    """The face mesh of single frames (a keyframe), found at the size `LiveParser` parses at and given
+    in the frame's own pixels -> [P, 2] float32, or None without a face."""
+
+    def __init__(self, max_side: int = 256):
+        self.max_side = max_side
+        self._parser: HumanParser | None = None  # made on first use
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        height, width = image.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        small_w, small_h = round(width * scale), round(height * scale)
+        if self._parser is None:
+            self._parser = HumanParser(video_mode=False, hands=False, pose=False, face=True)
+        face = self._parser.landmarks(rgb_at(image, (small_w, small_h)))[0][:, :2]
+        if not np.isfinite(face).all():
+            return None
+        return face * np.array([width / small_w, height / small_h], np.float32)
 
     def close(self) -> None:
         if self._parser is not None:

@@ -18,6 +18,10 @@ An effect anchored to the person (an aura, an outline, a crown) must move with t
 it lies over the background, which flow would carry with the background instead. Given the person's
 mask (``anchor``), the flow outside the person is replaced by the person's own flow spread outward
 (a normalised blur of the flow inside the mask), and trusted there.
+
+An edit that lies on the face keeps to the face mesh's geometry, given the frame's landmarks and a
+`FaceFollower` that prepared the keyframe (`face_follow`): flow carries its texture, the mesh decides
+where it covers.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import cv2
 import numpy as np
 
 from streamingeffect.parsing.masks import grown_feathered
+from streamingeffect.pipeline import face_follow
+from streamingeffect.pipeline.face_follow import FaceFollower
 
 SCENE_CUT = 0.2  # below this mean confidence the frame is another scene than the keyframe's
 NEAR_REACH = 0.15  # an anchored effect's carried change is kept at least this far around the person
@@ -55,8 +61,9 @@ class FlowSettings:
 class FlowPrior:
     """Dense flow between a frame and a reference frame, and what it carries (module docstring)."""
 
-    def __init__(self, settings: FlowSettings = FlowSettings()):
+    def __init__(self, settings: FlowSettings = FlowSettings(), faces: FaceFollower | None = None):
         self.settings = settings
+        self.faces = faces  # an edit on the face follows its mesh (`face_follow`), given landmarks
         self._dis = cv2.DISOpticalFlow_create(settings.preset)
         self._carry_dis = cv2.DISOpticalFlow_create(settings.carry_preset)
         self._reference_key: int | None = None
@@ -97,12 +104,14 @@ class FlowPrior:
         change: np.ndarray,
         anchor: np.ndarray | None = None,
         reach: float = NEAR_REACH,
+        face: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The reference's ``change`` [H, W, C] float carried onto ``frame`` [H, W, 3] uint8 ->
         (carried change [H, W, C] float32, confidence [H, W] float32). ``anchor``: the frame's person
         mask (any resolution) when the change moves with the person: the change is carried by the
         person's flow, and kept only on and within ``reach`` of the person (nothing with nobody in
-        view)."""
+        view). ``face``: the frame's landmarks [P, 2] in its pixels; an edit on the face then keeps
+        to the face's shape (`face_follow`, for a reference `faces` prepared)."""
         flow, confidence = self.flow(frame, reference)
         height, width = frame.shape[:2]
         if confidence.mean() < SCENE_CUT:  # another scene: nothing of the keyframe belongs here
@@ -113,6 +122,8 @@ class FlowPrior:
             flow, confidence = self.follow_person(flow, confidence, anchor)
         full_confidence = cv2.resize(confidence, (width, height), interpolation=cv2.INTER_LINEAR)
         carried = warp_by_flow(change, flow, (height, width))
+        if face is not None and self.faces is not None and (key := self.faces.key(change)) is not None:
+            carried = face_follow.correct(carried, key, flow, face)
         if anchor is not None:
             near = near_person(anchor, (height, width), reach)
             carried *= near.reshape(height, width, *([1] * (carried.ndim - 2)))

@@ -348,7 +348,7 @@ class Refresher(EffectStream):
     def _prepare_parsed(self, job: Job, early: Callable[[ModelEdit], None] | None = None) -> PreparedFrame:
         """`EffectStream._prepare` with the per-frame path's parse where it suffices (no landmarks)."""
         with _Timer(self._stats, "parse"):
-            parse = self._editor.parse(job.image) if self._editor.request.needs_landmarks else job.parse
+            parse = self._editor.parse(job.image) if self._editor.needs_landmarks else job.parse
             self._refresh_catalog_keyframe(job.image, parse)
         keyframe = self._editor.keyframe if self._editor.uses_prior else None
         if early is not None and keyframe is not None and keyframe[0] is job.image:  # drawn just now
