@@ -208,6 +208,10 @@ class CarryingEditor(FrameEditor):
     ):
         super().__init__(bundle, EffectRequest.keyframe_only(), options)
         self.carrier = PriorCarrier(EditCarrier(carry), options.flow, prior_pixels)
+        # The per-frame path carries the keyframe's change itself, along flow alone: the face mesh's
+        # geometry (`face_follow`) is not carried there yet, so neither the keyframe's face nor the
+        # frames' is looked for.
+        self.flow.faces = None
 
     def _add_prior(self, frame: PreparedFrame) -> np.ndarray | None:
         frame.prior_keys = self._next_prior_keys(frame.image.shape)
