@@ -96,8 +96,8 @@ class EffectRequest:
     @property
     def may_follow_face(self) -> bool:
         """Its keyframe may lie on the face and keep to the face mesh (`face_follow`): a painted or a
-        teacher's keyframe, or a catalog effect on the face. Others skip looking for the keyframe's
-        face (MediaPipe's face graph takes ~0.7 s to make, its search ~15 ms a keyframe)."""
+        teacher's keyframe, or a catalog effect on the face. Others skip the keyframe's face search
+        (10-70 ms a keyframe, and MediaPipe's import for a stream that has not parsed yet)."""
         return self.category is None or self.scope.region == "face"
 
     @classmethod

@@ -1,8 +1,8 @@
 """An edit painted on the face keeps to the face's shape; flow keeps it on the face's texture.
 
     follower = FaceFollower(detect)                  # detect: frame -> [478, 2] landmarks or None
-    follower.prepare(key_source, key_change)         # -> FaceKey, or None for an edit not on the face
-    carried = follower.correct(carried, key, flow, face_now, size)
+    key = follower.prepare(key_source, key_change)   # a FaceKey, or None for an edit not on the face
+    carried = correct(carried, key, flow, face_now)  # flow's carry, with the face's geometry
 
 Dense flow carries a keyframe's change pixel by pixel. Where the face turns, opens its mouth or goes
 far from the keyframe's pose, flow follows the skin's texture well but the face's outline badly: paint
@@ -21,7 +21,7 @@ Only an edit that lies on the face is followed this way (``ON_FACE`` of the keyf
 the face oval), and only the part of it that came from inside the oval: an outline around the person,
 new hair colour or a blurred background keep the flow's carry exactly. Measured on the quick suite's
 long keyframe set (face paint, the keyframe carried through 10 s; held-out people; before the model's
-correction): 26.4 / 25.5 / 25.2 dB with flow alone, 28.4 / 29.0 / 28.8 with the mesh's geometry.
+correction): 26.5 / 25.4 / 25.2 dB with flow alone, 28.4 / 29.0 / 28.8 with the mesh's geometry.
 """
 
 from __future__ import annotations
@@ -161,8 +161,8 @@ def _resized(values: np.ndarray, size: tuple[int, int], interpolation: int) -> n
 def correct(carried: np.ndarray, key: FaceKey, flow: np.ndarray, face: np.ndarray) -> np.ndarray:
     """The flow's carry [H, W, C] float32 of the keyframe's change, with the face's geometry (module
     docstring). ``flow`` [h, w, 2]: frame -> keyframe in its own pixels; ``face`` [P, 2]: the frame's
-    landmarks in its pixels. Worked out at the flow's resolution, on the box the
-    frame's mesh covers (the mesh's map is the flow's everywhere else, so nothing changes there)."""
+    landmarks in its pixels. Worked out at the flow's resolution, on the box the frame's mesh covers
+    (the mesh's map is the flow's everywhere else, so nothing changes there)."""
     height, width = carried.shape[:2]
     flow_size = flow.shape[:2]
     current = _to_flow_pixels(with_skirt(face), (height, width), flow_size)
