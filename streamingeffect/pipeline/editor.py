@@ -175,7 +175,6 @@ class FrameEditor:
         self.parser = LiveParser(options.parse_side)
         self._faces = FaceFinder(options.parse_side)  # a keyframe's face mesh (`face_follow`)
         self.flow = FlowPrior(options.flow, FaceFollower(self._faces))
-        self._follows_face = False  # the keyframe's edit lies on the face: frames parse their face mesh
         self._window: Window | None = None
         self._index = 0
         self._keyframe: tuple[np.ndarray, np.ndarray] | None = None  # (its source frame, its change)
@@ -203,12 +202,25 @@ class FrameEditor:
             self._keyframe = (source, cv2.subtract(edited, source, dtype=cv2.CV_32F))
         keep = crossfade > 0 and old is not None and self._keyframe is not None
         self._fading, self._fade = (old, (0, crossfade)) if keep else (None, (0, 0))
-        self._follows_face = (
+        faces = self.flow.faces
+        if (
             self.uses_prior
             and self.request.may_follow_face
             and self._keyframe is not None
-            and self.flow.faces is not None
-            and self.flow.faces.prepare(*self._keyframe) is not None
+            and faces is not None
+        ):
+            faces.prepare(*self._keyframe)  # finds the keyframe's face once
+
+    @property
+    def _follows_face(self) -> bool:
+        """The keyframe's edit lies on the face: frames parse their face mesh, and the prior keeps to
+        it (`face_follow`)."""
+        faces, keyframe = self.flow.faces, self._keyframe
+        return (
+            self.request.may_follow_face
+            and faces is not None
+            and keyframe is not None
+            and faces.key(keyframe[1]) is not None
         )
 
     @property
@@ -221,7 +233,6 @@ class FrameEditor:
         if request.scope.whole_frame != self.request.scope.whole_frame:
             self._window = None  # another kind of window
         self.request = request
-        self._follows_face = self._follows_face and request.may_follow_face
 
     def reset(self) -> None:
         """A new stream: forget the window and the parser's temporal state."""

@@ -34,6 +34,7 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from streamingeffect.parsing.indices import FACE_OVAL
+from streamingeffect.parsing.masks import face_mask
 
 SKIRT = (1.15, 1.3)  # rings of points around the face oval, at these multiples of its radius
 COVER = 128.0  # a change this large (0-255, its largest channel) covers its pixel fully
@@ -80,8 +81,7 @@ def face_key(face: np.ndarray | None, change: np.ndarray) -> FaceKey | None:
     if face is None:
         return None
     size = np.abs(change).max(axis=-1)  # [H, W]
-    oval = np.zeros(size.shape, np.float32)
-    cv2.fillPoly(oval, [np.round(face[list(FACE_OVAL)]).astype(np.int32)], 1.0)
+    oval = face_mask(face, size.shape)
     total = float(size.sum())
     if total <= 0 or float((size * oval).sum()) < ON_FACE * total:
         return None
