@@ -56,8 +56,23 @@ class FrameView:
 
 @dataclass(frozen=True)
 class CarrySettings:
-    side: int = 320  # flow runs with the frame's long side at this many pixels (DIS at 320x180: ~1 ms)
-    preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
+    side: int = 320  # flow runs with the frame's long side at this many pixels
+    # DIS's preset, and the finest level of its pyramid it searches patches on (0: the image itself).
+    # The decoupled runtime carries the keyframe prior along this flow, composed over two hops, and a
+    # fine texture the keyframe changed (a blurred background) shows every error. On the quick suite
+    # (held-out people, a refresh every 3rd frame, `background_blur_strong`, against the every-frame
+    # stream): "fast" at its level 2 lost 1.42 / 1.41 dB (text / keyframe set), "ultrafast" at level 1
+    # 0.53 / 0.50, "fast" at level 1 0.53 / 0.48, "fast" at 640 px 0.62 / 0.57, "medium" (level 1) at
+    # 640 px 0.28 / 0.22. A flow here: at 320x180 1.3-1.7 ms ("fast"), 2.4-3.3 ("ultrafast", level 1)
+    # and 6.0-6.6 ("fast", level 1); at 640x360 ~5 ("fast") and ~30 ("medium").
+    preset: int = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
+    finest_scale: int = 1
+    # The model worker's forward-backward check (the confidence that scales the model's correction)
+    # keeps "fast" at level 2: its smooth flows agree where the finer ones disagree on flat areas, and
+    # with the finer flows the check opened the model's gate over a third of a 720p frame (the
+    # composite took 25 ms a frame instead of 11).
+    check_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
+    check_finest_scale: int = 2
     spread: float = 0.08  # person-anchored effects: how far the person's flow reaches outward (FlowPrior)
 
 
@@ -67,6 +82,7 @@ class EditCarrier:
     def __init__(self, settings: CarrySettings = CarrySettings()):
         self.settings = settings
         self._dis = cv2.DISOpticalFlow_create(settings.preset)
+        self._dis.setFinestScale(settings.finest_scale)
 
     def view(self, frame: Picture) -> FrameView:
         """frame [H, W, 3] uint8 RGB (or its I420 planes) -> its gray and its small gray for flow."""
@@ -434,6 +450,11 @@ class PriorCarrier:
     ):
         """``max_pixels``: carry at a resolution of at most this many pixels (None: the frame's)."""
         self.carrier, self.settings, self.max_pixels = carrier, settings or FlowSettings(), max_pixels
+        carry = carrier.settings
+        self._check = None  # the forward-backward check's own flow (None: the carrier's)
+        if (carry.check_preset, carry.check_finest_scale) != (carry.preset, carry.finest_scale):
+            self._check = cv2.DISOpticalFlow_create(carry.check_preset)
+            self._check.setFinestScale(carry.check_finest_scale)
         self._views: dict[int, tuple[np.ndarray, FrameView]] = {}  # keyframe source id -> its view
         # keyframe change id -> (it, at the carrying resolution, its support there)
         self._changes: dict[int, tuple[np.ndarray, np.ndarray, Box | None, float]] = {}
@@ -446,16 +467,22 @@ class PriorCarrier:
         reach: float = NEAR_REACH,
         checked: bool = True,
         flows: tuple[np.ndarray, ...] | None = None,
+        keeps: tuple[np.ndarray | None, ...] | None = None,
     ) -> CarriedPrior | None:
-        """priors: (keyframe source [H, W, 3], change [H, W, 3] float, weight) each; ``person``: the
+        """priors: (keyframe source [H, W, 3], change [H, W, 3] float at the frame's resolution or
+        already at the carrying one, weight) each; ``person``: the
         frame's person mask when the effect is anchored to the person (the change is kept within
         ``reach`` of them). ``checked`` False: no backward flow, so no confidence and no scene-cut
         check (the per-frame path: the model worker checked these keys on its frame, a few frames ago,
         and the model's own edit crosses a cut no sooner than they do). ``flows`` (with ``checked``
         False): each key's flow from this frame at the flow's size, already spread for an anchored
-        effect (`compose_flows`); none is computed here."""
+        effect (`compose_flows`); none is computed here. ``keeps`` (with ``flows``): each key's share
+        that stays at each pixel of this frame [fh, fw] (None: all of it), e.g. the face's geometry
+        (`face_follow.FaceFix`)."""
         if flows is not None and checked:
             raise ValueError("flows are given for the unchecked carry only (checked=False)")
+        if keeps is not None and flows is None:
+            raise ValueError("keeps go with flows")
         keys, box, total, used = [], None, None, []
         height, width = view.size
         scale = 1.0 if self.max_pixels is None else min(1.0, (self.max_pixels / (height * width)) ** 0.5)
@@ -463,15 +490,16 @@ class PriorCarrier:
             if source.shape[:2] != view.size:
                 return None
             if flows is not None:
-                box = self._add_key(keys, box, change, weight, flows[index], person, reach, scale)
+                kept = None if keeps is None else keeps[index]
+                small = self._carried(change, scale, view.size)
+                box = self._add_key(keys, box, small, weight, flows[index], person, reach, kept)
                 used.append(index)
                 continue
             earlier = self._view(source)
             forward = self.carrier.flow(view, earlier)
             confidence = None
             if checked:
-                backward = self.carrier.flow(earlier, view)
-                confidence = forward_backward_confidence(forward, backward, self.settings)
+                confidence = self._confidence(view, earlier, forward)
                 if confidence.mean() < SCENE_CUT:  # another scene: this key carries nothing here
                     continue
             if person is not None:
@@ -483,7 +511,9 @@ class PriorCarrier:
                     )
             if confidence is not None:
                 total = weight * confidence if total is None else total + weight * confidence
-            box = self._add_key(keys, box, change, weight, forward, person, reach, scale)
+            box = self._add_key(
+                keys, box, self._carried(change, scale, view.size), weight, forward, person, reach
+            )
             used.append(index)
         return CarriedPrior(keys, box, scale, total, tuple(used))
 
@@ -491,19 +521,20 @@ class PriorCarrier:
         self,
         keys: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
         box: Box | None,
-        change: np.ndarray,
+        small: tuple[np.ndarray, Box | None],
         weight: float,
         forward: np.ndarray,
         person: np.ndarray | None,
         reach: float,
-        scale: float,
+        kept: np.ndarray | None = None,
     ) -> Box | None:
-        """Appends to ``keys`` one more key carried along ``forward`` -> ``box`` grown to where it can
-        reach."""
-        keep = np.ones(forward.shape[:2], np.float32)
+        """Appends to ``keys`` one more key, its change at the carrying resolution and where it is not
+        0 (``small``, `_carried`), carried along ``forward`` (its share ``kept`` [fh, fw] at each pixel,
+        None: all) -> ``box`` grown to where it can reach."""
+        keep = np.ones(forward.shape[:2], np.float32) if kept is None else kept
         if person is not None:
-            keep = near_person(person, forward.shape[:2], reach)
-        carried, support = self._carried(change, scale)
+            keep = keep * near_person(person, forward.shape[:2], reach)
+        carried, support = small
         keys.append((carried, forward, keep, weight))
         if support is None:
             return box
@@ -512,6 +543,14 @@ class PriorCarrier:
         flow_scale = max(size[0] / forward.shape[0], size[1] / forward.shape[1])
         grown = grow(support, float(np.abs(forward).max()) * flow_scale + 2, size)
         return grown if box is None else union(box, grown)
+
+    def _confidence(self, view: FrameView, earlier: FrameView, forward: np.ndarray) -> np.ndarray:
+        """[fh, fw] where the flow between the frame and a keyframe holds both ways (`_check`'s flows)."""
+        if self._check is None:
+            return forward_backward_confidence(forward, self.carrier.flow(earlier, view), self.settings)
+        there = self._check.calc(view.small, earlier.small, None)
+        back = self._check.calc(earlier.small, view.small, None)
+        return forward_backward_confidence(there, back, self.settings)
 
     def _view(self, source: np.ndarray) -> FrameView:
         cached = self._views.get(id(source))
@@ -522,16 +561,18 @@ class PriorCarrier:
             self._views[id(source)] = cached
         return cached[1]
 
-    def _carried(self, change: np.ndarray, scale: float) -> tuple[np.ndarray, Box | None]:
+    def _carried(
+        self, change: np.ndarray, scale: float, frame_size: tuple[int, int]
+    ) -> tuple[np.ndarray, Box | None]:
         """A keyframe's change at the carrying resolution (float32), and where it is not 0 there."""
         cached = self._changes.get(id(change))
         if cached is None or cached[0] is not change or cached[3] != scale:
             if len(self._changes) > 4:
                 self._changes.clear()
             small = np.ascontiguousarray(change, dtype=np.float32)
-            if scale != 1.0:
-                height, width = change.shape[:2]
-                size = (max(2, round(width * scale)), max(2, round(height * scale)))
+            height, width = frame_size
+            size = (max(2, round(width * scale)), max(2, round(height * scale)))
+            if small.shape[1::-1] != size:  # else given at the carrying resolution already
                 small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
             cached = (change, small, mask_box(np.abs(small).max(axis=-1), small.shape[:2]), scale)
             self._changes[id(change)] = cached

@@ -159,11 +159,15 @@ class PreparedFrame:
     prior_latent: torch.Tensor | None = None  # [C, h, w] latent(source + prior) - latent(source)
     confidence: torch.Tensor | None = None  # [1, h, w] the flow's confidence at latent resolution
     doubt: np.ndarray | None = None  # [R, R] 1 - the flow's confidence at the model's resolution
-    # The keyframes the prior was carried from: (source frame, change, weight) each, weights summing to 1.
+    # The keyframes the prior was carried from: (source frame, change, weight) each, weights summing to 1
+    # (the decoupled worker adds the face's fill, a change made on this frame, `face_follow`).
     prior_keys: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
     # The flows (flow pixels) from this frame to each of those keys, when the editor kept them for a
     # per-frame path to compose with its own (the decoupled runtime's worker); None otherwise.
     prior_flows: tuple[np.ndarray, ...] | None = None
+    # With them, each key's share that stays at each pixel of this frame [fh, fw] (None: all of it; the
+    # face's geometry, `face_follow`), and None when every key stays whole.
+    prior_keeps: tuple[np.ndarray | None, ...] | None = None
     view: FrameView | None = None  # its gray views, when the caller made them already (`EditCarrier.view`)
 
 

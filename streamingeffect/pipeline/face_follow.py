@@ -158,17 +158,24 @@ def _resized(values: np.ndarray, size: tuple[int, int], interpolation: int) -> n
     )
 
 
-def correct(carried: np.ndarray, key: FaceKey, flow: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """The flow's carry [H, W, C] float32 of the keyframe's change, with the face's geometry (module
-    docstring). ``flow`` [h, w, 2]: frame -> keyframe in its own pixels; ``face`` [P, 2]: the frame's
-    landmarks in its pixels. Worked out at the flow's resolution, on the box the frame's mesh covers
-    (the mesh's map is the flow's everywhere else, so nothing changes there)."""
-    height, width = carried.shape[:2]
+@dataclass(frozen=True)
+class FaceFix:
+    """What the face's geometry does to the flow's carry, at the flow's resolution."""
+
+    keep: np.ndarray  # [h, w] float32 the share of the flow's carry that stays (1 off the face)
+    fill: np.ndarray  # [h, w, C] float32 the change the mesh adds where flow lost the edit (0 off it)
+
+
+def fix(key: FaceKey, flow: np.ndarray, face: np.ndarray, frame_size: tuple[int, int]) -> FaceFix | None:
+    """The face's correction of the flow's carry (module docstring), worked out at the flow's
+    resolution on the box the frame's mesh covers (the mesh's map is the flow's everywhere else, so
+    nothing changes there). ``flow`` [h, w, 2]: frame -> keyframe in its own pixels; ``face`` [P, 2]:
+    the frame's landmarks in the pixels of a frame of ``frame_size``. None: the mesh is off the frame."""
     flow_size = flow.shape[:2]
-    current = _to_flow_pixels(with_skirt(face), (height, width), flow_size)
+    current = _to_flow_pixels(with_skirt(face), frame_size, flow_size)
     box = _box(current, flow_size)
     if box is None:
-        return carried
+        return None
     x0, y0, x1, y1 = box
     there = _to_flow_pixels(key.points, key.cover.shape[:2], flow_size)
     moved, inside = mesh_flow(current, there, key.triangles, box)
@@ -182,11 +189,21 @@ def correct(carried: np.ndarray, key: FaceKey, flow: np.ndarray, face: np.ndarra
     keep = np.ones(flow_size, np.float32)
     keep[y0:y1, x0:x1] = 1.0 - from_face * (1.0 - ratio)
     # Lost: the mesh's carry fills in what it finds beyond the flow's, for what lies on the face.
-    fill = np.clip(by_mesh - by_flow, 0.0, 1.0) * onto_face
-    filled = np.zeros((*flow_size, small_change.shape[2]), np.float32)
-    filled[y0:y1, x0:x1] = _sample(small_change, mesh, box) * fill[..., None]
-    keep = _resized(keep, (height, width), cv2.INTER_LINEAR)
-    filled = _resized(filled, (height, width), cv2.INTER_LINEAR)
+    lost = np.clip(by_mesh - by_flow, 0.0, 1.0) * onto_face
+    fill = np.zeros((*flow_size, small_change.shape[2]), np.float32)
+    fill[y0:y1, x0:x1] = _sample(small_change, mesh, box) * lost[..., None]
+    return FaceFix(keep, fill)
+
+
+def correct(carried: np.ndarray, key: FaceKey, flow: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """The flow's carry [H, W, C] float32 of the keyframe's change, with the face's geometry (`fix`,
+    brought to the carry's resolution)."""
+    height, width = carried.shape[:2]
+    found = fix(key, flow, face, (height, width))
+    if found is None:
+        return carried
+    keep = _resized(found.keep, (height, width), cv2.INTER_LINEAR)
+    filled = _resized(found.fill, (height, width), cv2.INTER_LINEAR)
     return carried * keep[..., None] + filled
 
 

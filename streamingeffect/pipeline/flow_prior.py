@@ -27,6 +27,7 @@ where it covers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import cv2
@@ -185,7 +186,8 @@ def forward_backward_confidence(
 ) -> np.ndarray:
     """1 where following the flow there and back returns to the start, falling to 0 at ``tolerance``."""
     there = warp_by_flow(backward, forward, forward.shape[:2])  # the backward flow where each pixel lands
-    error = np.linalg.norm(forward + there, axis=-1)
+    round_trip = cv2.split(forward + there)
+    error = cv2.magnitude(round_trip[0], round_trip[1])  # at 320x180 0.1 ms, numpy's norm 1.6
     confidence = np.clip(1.0 - error / settings.tolerance, 0.0, 1.0).astype(np.float32)
     if settings.blur > 0:
         confidence = np.minimum(confidence, cv2.GaussianBlur(confidence, (0, 0), settings.blur))
@@ -198,10 +200,23 @@ def warp_by_flow(values: np.ndarray, flow: np.ndarray, size: tuple[int, int]) ->
     height, width = size
     src_h, src_w = values.shape[:2]
     flow_h, flow_w = flow.shape[:2]
-    full = cv2.resize(flow, (width, height), interpolation=cv2.INTER_LINEAR)
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    # Flow pixels -> output pixels -> the values' pixels (pixel centres aligned at every resolution).
-    map_x = ((grid_x + 0.5) / width * flow_w + full[..., 0]) * src_w / flow_w - 0.5
-    map_y = ((grid_y + 0.5) / height * flow_h + full[..., 1]) * src_h / flow_h - 0.5
+    full = flow if (flow_h, flow_w) == (height, width) else cv2.resize(flow, (width, height))
+    # Each output pixel's centre in the values' pixels, plus the flow there brought to those pixels.
+    base_x, base_y = _centres(size, (src_h, src_w))
+    along_x, along_y = cv2.split(full)
+    map_x = cv2.scaleAdd(along_x, src_w / flow_w, base_x)
+    map_y = cv2.scaleAdd(along_y, src_h / flow_h, base_y)
     values = np.ascontiguousarray(values, dtype=np.float32)
     return cv2.remap(values, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+@lru_cache(maxsize=16)
+def _centres(size: tuple[int, int], source: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The centres of a grid of ``size`` (height, width) pixels in the pixels of an image of
+    ``source``'s size, x [h, w] and y [h, w] float32 (read-only: shared between calls)."""
+    (height, width), (src_h, src_w) = size, source
+    xs = (np.arange(width, dtype=np.float32) + 0.5) * (src_w / width) - 0.5
+    ys = (np.arange(height, dtype=np.float32) + 0.5) * (src_h / height) - 0.5
+    base_x, base_y = np.meshgrid(xs, ys)
+    base_x.flags.writeable = base_y.flags.writeable = False
+    return base_x, base_y

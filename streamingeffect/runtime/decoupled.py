@@ -91,6 +91,16 @@ FRAME_STAGES = ("segment", "flow", "warp", "prior", "composite")  # the per-fram
 PERSON_REGIONS = ("person", "background", "scene")
 
 
+def _moved_keeps(
+    keeps: tuple[np.ndarray | None, ...] | None, flow: np.ndarray
+) -> tuple[np.ndarray | None, ...] | None:
+    """The keys' keep maps on the model's frame, moved to this frame along ``flow`` (this frame -> the
+    model's, at the flow's size)."""
+    if keeps is None:
+        return None
+    return tuple(None if keep is None else warp_by_flow(keep, flow, flow.shape[:2]) for keep in keeps)
+
+
 class _Inbox:
     """A slot of size one for the model worker: the newest frame wins."""
 
@@ -555,10 +565,11 @@ class DecoupledStream:
         with _Stage(self._stats, "prior"):
             prior = None
             if made.priors:  # the keys the worker checked on its frame (no backward flow here)
-                flows = made.prior_flows
+                flows, keeps = made.prior_flows, made.prior_keeps
                 if flows is not None and flow is not None:
                     flows = tuple(compose_flows(flow, later) for later in flows)
-                prior = self._prior.carry(view, made.priors, person, request.prior_reach, False, flows)
+                    keeps = _moved_keeps(keeps, flow)
+                prior = self._prior.carry(view, made.priors, person, request.prior_reach, False, flows, keeps)
         with _Stage(self._stats, "composite"):
             return composite(image, edit, scope, self.options.stream.editor.guided, prior)
 

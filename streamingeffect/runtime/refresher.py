@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +33,19 @@ from streamingeffect.pipeline import (
     FrameEditor,
     ModelBundle,
     PreparedFrame,
+    face_follow,
 )
 from streamingeffect.pipeline.bundle import DISTILLED_AUTOENCODER
 from streamingeffect.pipeline.carry import (
+    CarriedPrior,
     CarrySettings,
     EditCarrier,
     FrameView,
     PriorCarrier,
     confidence_on_window,
+    mask_box,
     prior_on_window,
+    union,
 )
 from streamingeffect.pipeline.edit import LowResEdit, gray
 from streamingeffect.runtime.stream import EffectStream, StreamOptions, _Timer
@@ -50,6 +54,13 @@ log = logging.getLogger(__name__)
 
 KEYFRAME_OVERSAMPLING = 3  # a catalog keyframe for a model without prior: window >= 3x the model's size
 MODEL_STAGES = ("parse", "encode", "transformer", "decode")  # one model refresh (EffectStream's)
+# The face's keep map (`face_follow.FaceFix`) the per-frame path moves to later frames is blurred by this
+# many flow pixels: it also holds the skin's fine texture, where the mesh and the flow sample the
+# keyframe's cover a little apart, and that texture lands off the carried change once moved. On the
+# quick suite's face-paint clips at a refresh every 3rd frame (held-out people; PSNR in the edit, text /
+# keyframe set): 25.80 / 25.74 dB moved sharp, 26.19 / 26.14 blurred by 4, 26.29 / 26.26 with no face
+# geometry in the live path; on the long keyframe set (10 s of pose change) 28.04, 27.42 and 25.30.
+MOVED_KEEP_BLUR = 4.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +178,9 @@ class ModelEdit:
     # the per-frame path composes its flow to this frame with them instead of running DIS per key.
     # None: not known (the per-frame path runs its own).
     prior_flows: tuple[np.ndarray, ...] | None
+    # Each prior's share that stays at each pixel of this frame [fh, fw] (the face's geometry,
+    # `face_follow`; None: all of it); None: all of every prior.
+    prior_keeps: tuple[np.ndarray | None, ...] | None
     index: int
     generation: int
     made_at: float
@@ -208,10 +222,6 @@ class CarryingEditor(FrameEditor):
     ):
         super().__init__(bundle, EffectRequest.keyframe_only(), options)
         self.carrier = PriorCarrier(EditCarrier(carry), options.flow, prior_pixels)
-        # The per-frame path carries the keyframe's change itself, along flow alone: the face mesh's
-        # geometry (`face_follow`) is not carried there yet, so neither the keyframe's face nor the
-        # frames' is looked for.
-        self.flow.faces = None
 
     def _add_prior(self, frame: PreparedFrame) -> np.ndarray | None:
         frame.prior_keys = self._next_prior_keys(frame.image.shape)
@@ -225,6 +235,7 @@ class CarryingEditor(FrameEditor):
         frame.prior_flows = () if carried is None else tuple(key[1] for key in carried.keys)
         if carried is None or carried.confidence is None:
             return None
+        carried = self._follow_face(frame, carried)
         resolution, side = self.bundle.resolution, self.bundle.latent_side
         cut = prior_on_window(frame.image, carried, frame.window, resolution, frame.cut)
         confidence = confidence_on_window(carried.confidence, frame.image.shape[:2], frame.window, resolution)
@@ -234,6 +245,43 @@ class CarryingEditor(FrameEditor):
         frame.doubt = 1.0 - confidence  # [R, R]
         frame.guide = gray(cut)
         return cut
+
+    def _follow_face(self, frame: PreparedFrame, carried: CarriedPrior) -> CarriedPrior:
+        """The keys whose edit lies on the face, kept to the frame's face mesh (`face_follow`): each
+        key's carry scaled by the fix's keep, and the fixes' fills added as one more key made on this
+        frame (zero flow). ``frame``'s prior keys, flows and keeps say the same for the per-frame path,
+        which carries them on from this frame."""
+        face, faces = frame.parse.face_at_frame_size(), self.flow.faces
+        if face is None or faces is None or not self._follows_face:
+            return carried
+        keys, keeps, fill = list(carried.keys), [], None
+        for position, (change, flow, keep, weight) in enumerate(carried.keys):
+            key = faces.key(frame.prior_keys[position][1])
+            found = None if key is None else face_follow.fix(key, flow, face, frame.image.shape[:2])
+            keeps.append(None if found is None else cv2.GaussianBlur(found.keep, (0, 0), MOVED_KEEP_BLUR))
+            if found is None:
+                continue
+            keys[position] = (change, flow, keep * found.keep, weight)
+            fill = weight * found.fill if fill is None else fill + weight * found.fill
+        frame.prior_keeps = tuple(keeps)
+        carried = replace(carried, keys=keys)
+        return carried if fill is None else self._with_fill(frame, carried, fill)
+
+    @staticmethod
+    def _with_fill(frame: PreparedFrame, carried: CarriedPrior, fill: np.ndarray) -> CarriedPrior:
+        """``carried`` with the face's fill [fh, fw, C] (made on this frame) as one more key with zero
+        flow; ``frame``'s prior keys, flows and keeps with it."""
+        size = carried.keys[0][0].shape[:2]
+        fill = cv2.resize(fill, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)  # the carrying grid
+        still = np.zeros_like(carried.keys[0][1])
+        frame.prior_keys += ((frame.image, fill, 1.0),)
+        frame.prior_flows = (*(frame.prior_flows or ()), still)
+        frame.prior_keeps = (*(frame.prior_keeps or ()), None)
+        box, support = carried.box, mask_box(np.abs(fill).max(axis=-1), size)
+        if support is not None:
+            box = support if box is None else union(box, support)
+        keys = [*carried.keys, (fill, still, np.ones(still.shape[:2], np.float32), 1.0)]
+        return replace(carried, keys=keys, box=box)
 
 
 def still_flows(view: FrameView) -> tuple[np.ndarray]:
@@ -310,8 +358,8 @@ class Refresher(EffectStream):
             self._pending.append(self._prepare_parsed(job, early))
         prepared = self._pending[-1]
         if early is not None and prepared.prior_keys:
-            flows = prepared.prior_flows
-            early(self._prior_only(jobs[-1], prepared.parse, prepared.prior_keys, flows))
+            flows, keeps = prepared.prior_flows, prepared.prior_keeps
+            early(self._prior_only(jobs[-1], prepared.parse, prepared.prior_keys, flows, keeps))
         frames, lows = self._model_chunk()
         frame = frames[-1]
         low = self._editor.doubted(frame, lows[-1])  # as `FrameEditor.apply` does
@@ -325,6 +373,7 @@ class Refresher(EffectStream):
             scope=request.scope.mask(frame.parse.parts.regions),
             priors=frame.prior_keys,
             prior_flows=frame.prior_flows,
+            prior_keeps=frame.prior_keeps,
             index=jobs[-1].index,
             generation=jobs[-1].generation,
             made_at=time.perf_counter(),
@@ -336,6 +385,7 @@ class Refresher(EffectStream):
         parse: LiveParse,
         priors: tuple[PriorKey, ...],
         flows: tuple[np.ndarray, ...] | None,
+        keeps: tuple[np.ndarray | None, ...] | None = None,
     ) -> ModelEdit:
         """The keyframe prior of ``job``'s frame with no model edit (shown until the model's first)."""
         return ModelEdit(
@@ -344,6 +394,7 @@ class Refresher(EffectStream):
             scope=self._editor.request.scope.mask(parse.parts.regions),
             priors=priors,
             prior_flows=flows,
+            prior_keeps=keeps,
             index=job.index,
             generation=job.generation,
             made_at=time.perf_counter(),
