@@ -1,7 +1,8 @@
 """The two-rate runtime (`runtime.decoupled`): the per-frame path never waits for the model, the edit
 carried by flow (identity and a known shift), the fused composite against `apply_edit`, the same
 frames as the every-frame stream when the model refreshes on every frame, `run --rate decoupled`, the
-folded cache write, and the measured precision against fp32."""
+folded cache write, the measured precision against fp32, and an edit on the face kept to the face mesh
+in the live path."""
 
 from __future__ import annotations
 
@@ -596,3 +597,47 @@ def test_the_per_frame_path_carries_the_prior_along_the_workers_flows(
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def test_the_live_path_keeps_a_keyframe_painted_on_the_face_to_the_face(
+    tmp_path: Path, frames: list[np.ndarray]
+) -> None:
+    """A keyframe painted over the carphone man's face: the model worker parses the face mesh, keeps
+    its prior to it and publishes, beside the keyframe, the keep the per-frame path moves on and the
+    fill as a change made on the worker's own frame (zero flow). A box painted in a corner publishes
+    neither and parses no face."""
+    from streamingeffect.parsing.indices import FACE_OVAL
+    from streamingeffect.parsing.live import FaceFinder
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream, _moved_keeps
+
+    finder = FaceFinder()
+    face = finder(frames[0])
+    finder.close()
+    assert face is not None
+    on_face = frames[0].copy()
+    cv2.fillPoly(on_face, [np.round(face[list(FACE_OVAL)]).astype(np.int32)], (40, 110, 230))
+    in_corner = frames[0].copy()
+    in_corner[:30, :40] = (40, 110, 230)
+    prior_bundle = ModelBundle.load(_student(tmp_path / "prior", prior=True))
+    options = DecoupledOptions(refresh_every=1, refresh_lag=0)
+    published = {}
+    for name, edited in (("face", on_face), ("corner", in_corner)):
+        with DecoupledStream(prior_bundle, options) as stream:
+            stream.set_keyframe(frames[0], edited)
+            for frame in frames[:6]:
+                stream.push(frame)
+            published[name] = stream._published
+    corner, made = published["corner"], published["face"]
+    assert corner is not None and corner.prior_keeps is None and len(corner.priors) == 1
+    assert made is not None and made.prior_keeps is not None and made.prior_flows is not None
+    assert len(made.priors) == len(made.prior_flows) == len(made.prior_keeps) == 2
+    keep, fill_keep = made.prior_keeps
+    assert keep is not None and keep.shape == made.prior_flows[0].shape[:2] and fill_keep is None
+    assert float(keep.min()) >= 0.0 and float(keep.max()) <= 1.0 + 1e-6
+    fill_source, fill, _ = made.priors[1]
+    assert fill_source is frames[5] and not np.any(made.prior_flows[1])  # made on the worker's frame
+    assert np.abs(fill).max() < 256
+    # Moved along a zero flow, the keep stays as published.
+    still = np.zeros((*keep.shape, 2), np.float32)
+    moved = _moved_keeps(made.prior_keeps, still)
+    assert moved is not None and moved[1] is None and np.allclose(moved[0], keep, atol=1e-5)

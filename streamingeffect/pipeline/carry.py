@@ -68,9 +68,9 @@ class CarrySettings:
     preset: int = cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST
     finest_scale: int = 1
     # The model worker's forward-backward check (the confidence that scales the model's correction)
-    # keeps "fast" at level 2: its smooth flows agree where the finer ones disagree on flat areas, and
-    # with the finer flows the check opened the model's gate over a third of a 720p frame (the
-    # composite took 25 ms a frame instead of 11).
+    # keeps "fast" at level 2: its smooth flows agree where the finer ones disagree on flat areas. With
+    # the finer flows the check opened the model's gate over a 330x360 box of a 720p neon outline, and
+    # the per-frame composite took 25 ms a frame instead of 11.
     check_preset: int = cv2.DISOPTICAL_FLOW_PRESET_FAST
     check_finest_scale: int = 2
     spread: float = 0.08  # person-anchored effects: how far the person's flow reaches outward (FlowPrior)
@@ -470,15 +470,14 @@ class PriorCarrier:
         keeps: tuple[np.ndarray | None, ...] | None = None,
     ) -> CarriedPrior | None:
         """priors: (keyframe source [H, W, 3], change [H, W, 3] float at the frame's resolution or
-        already at the carrying one, weight) each; ``person``: the
-        frame's person mask when the effect is anchored to the person (the change is kept within
-        ``reach`` of them). ``checked`` False: no backward flow, so no confidence and no scene-cut
-        check (the per-frame path: the model worker checked these keys on its frame, a few frames ago,
-        and the model's own edit crosses a cut no sooner than they do). ``flows`` (with ``checked``
-        False): each key's flow from this frame at the flow's size, already spread for an anchored
-        effect (`compose_flows`); none is computed here. ``keeps`` (with ``flows``): each key's share
-        that stays at each pixel of this frame [fh, fw] (None: all of it), e.g. the face's geometry
-        (`face_follow.FaceFix`)."""
+        already at the carrying one, weight) each; ``person``: the frame's person mask when the effect
+        is anchored to the person (the change is kept within ``reach`` of them). ``checked`` False: no
+        backward flow, so no confidence and no scene-cut check (the per-frame path: the model worker
+        checked these keys on its frame, a few frames ago, and the model's own edit crosses a cut no
+        sooner than they do). ``flows`` (with ``checked`` False): each key's flow from this frame at
+        the flow's size, already spread for an anchored effect (`compose_flows`); none is computed
+        here. ``keeps`` (with ``flows``): each key's share that stays at each pixel of this frame
+        [fh, fw] (None: all of it), e.g. the face's geometry (`face_follow.FaceFix`)."""
         if flows is not None and checked:
             raise ValueError("flows are given for the unchecked carry only (checked=False)")
         if keeps is not None and flows is None:

@@ -3,6 +3,7 @@
     follower = FaceFollower(detect)                  # detect: frame -> [478, 2] landmarks or None
     key = follower.prepare(key_source, key_change)   # a FaceKey, or None for an edit not on the face
     carried = correct(carried, key, flow, face_now)  # flow's carry, with the face's geometry
+    found = fix(key, flow, face_now, frame_size)     # the same as a keep map and a fill, at flow size
 
 Dense flow carries a keyframe's change pixel by pixel. Where the face turns, opens its mouth or goes
 far from the keyframe's pose, flow follows the skin's texture well but the face's outline badly: paint

@@ -16,15 +16,17 @@ carries the result by flow to the frames between:
   flow at the model's resolution (`pipeline.carry`), the keyframe prior carried to this frame when the
   model takes one (only the keys the worker found on its frame's scene, along the worker's flow from
   its frame to each key composed with this frame's flow to the worker's frame: no optical flow per
-  key here), guided upsampling and compositing inside the box where the gate is open. It never waits for the
-  model: each push returns its frame.
+  key here; for an edit on the face, the worker's face fix moved along this frame's flow), guided
+  upsampling and compositing inside the box where the gate is open. It never waits for the model:
+  each push returns its frame.
 - **The model worker, at its own rate** (a thread): takes the newest frame, runs the causal student
-  exactly as `EffectStream` does (parse with landmarks where the effect needs them, the catalog
-  keyframe, encode, the rollout with its KV cache, delta decode, gate) and publishes the result; the
-  per-frame path picks it up at its next frame. A prior model takes a catalog effect as its keyframe:
-  the first one is drawn on the per-frame path and shown at once, and until the model's first edit
-  the keyframe prior alone is shown (the worker publishes it as soon as it has drawn or prepared
-  one); with no keyframe, frames pass through until then.
+  exactly as `EffectStream` does (parse with landmarks where the effect needs them, the face mesh
+  where the keyframe's edit lies on the face, the catalog keyframe, encode, the rollout with its KV
+  cache, delta decode, gate) and publishes the result; the per-frame path picks it up at its next
+  frame. A prior model takes a catalog effect as its keyframe: the first one is drawn on the
+  per-frame path and shown at once, and until the model's first edit the keyframe prior alone is
+  shown (the worker publishes it as soon as it has drawn or prepared one); with no keyframe, frames
+  pass through until then.
 
 Threads are split on purpose (`ThreadPlan`): the model worker's torch runs on one thread (two torch
 threads on a loaded 2-core machine made a 40 ms step take seconds: OpenMP spin-waits fighting the
@@ -565,7 +567,8 @@ class DecoupledStream:
         with _Stage(self._stats, "prior"):
             prior = None
             if made.priors:  # the keys the worker checked on its frame (no backward flow here)
-                flows, keeps = made.prior_flows, made.prior_keeps
+                flows = made.prior_flows
+                keeps = made.prior_keeps if flows is not None else None  # they go with the worker's flows
                 if flows is not None and flow is not None:
                     flows = tuple(compose_flows(flow, later) for later in flows)
                     keeps = _moved_keeps(keeps, flow)

@@ -215,7 +215,9 @@ class CarryingEditor(FrameEditor):
     to ``prior_pixels``) instead of `FlowPrior` at full resolution, and only onto the model's window
     (`prior_on_window`): the model sees the prior at its own resolution, so ``frame.prior`` stays
     None (the full-resolution prior is the per-frame path's). Measured at 720p: `FlowPrior` took 46 ms
-    a frame; the whole frame's composite with the prior carried at 960x540, 17; the window's, 5-6."""
+    a frame; the whole frame's composite with the prior carried at 960x540, 17; the window's, 5-6. An
+    edit on the face keeps to the frame's face mesh (`_follow_face`), and the frame says how, for the
+    per-frame path to carry on."""
 
     def __init__(
         self, bundle: ModelBundle, options: EditorOptions, carry: CarrySettings, prior_pixels: float | None
