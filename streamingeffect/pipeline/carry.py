@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from streamingeffect.io.images import I420Image, Picture, picture_size
-from streamingeffect.pipeline.edit import GATE_FLOOR, GuidedFilter, LowResEdit, Window
+from streamingeffect.pipeline.edit import GATE_FLOOR, GuidedFilter, LowResEdit, Window, channel_peak
 from streamingeffect.pipeline.flow_prior import (
     NEAR_REACH,
     SCENE_CUT,
@@ -573,7 +573,7 @@ class PriorCarrier:
             size = (max(2, round(width * scale)), max(2, round(height * scale)))
             if small.shape[1::-1] != size:  # else given at the carrying resolution already
                 small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
-            cached = (change, small, mask_box(np.abs(small).max(axis=-1), small.shape[:2]), scale)
+            cached = (change, small, mask_box(channel_peak(small), small.shape[:2]), scale)
             self._changes[id(change)] = cached
         return cached[1], cached[2]
 

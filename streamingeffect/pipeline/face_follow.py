@@ -36,6 +36,7 @@ from scipy.spatial import Delaunay
 
 from streamingeffect.parsing.indices import FACE_OVAL
 from streamingeffect.parsing.masks import face_mask
+from streamingeffect.pipeline.edit import channel_peak
 
 SKIRT = (1.15, 1.3)  # rings of points around the face oval, at these multiples of its radius
 COVER = 128.0  # a change this large (0-255, its largest channel) covers its pixel fully
@@ -81,7 +82,7 @@ def face_key(face: np.ndarray | None, change: np.ndarray) -> FaceKey | None:
     face or when the change does not lie mostly on the face."""
     if face is None:
         return None
-    size = np.abs(change).max(axis=-1)  # [H, W]
+    size = channel_peak(change)  # [H, W]
     oval = face_mask(face, size.shape)
     total = float(size.sum())
     if total <= 0 or float((size * oval).sum()) < ON_FACE * total:
@@ -102,23 +103,24 @@ def mesh_flow(
     corners = np.concatenate([current[triangles], np.ones((len(triangles), 3, 1))], axis=2)  # [T, 3, 3]
     # Each triangle's affine map, solved from its corners; a degenerate one maps through a tiny ridge.
     affine = np.linalg.solve(corners + 1e-9 * np.eye(3), key[triangles])  # [T, 3, 2]
-    # Rasterised as coefficient images: (x, y, 1) . [x coefficients], and the same for y, with 1 in
-    # the last channel where a triangle covers the pixel.
-    along_x = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
-    along_y = np.zeros((y1 - y0, x1 - x0, 4), np.float32)
+    # Rasterised once as the index of the triangle covering each pixel (-1: none; a later triangle
+    # wins on a shared edge), then each pixel's map looked up: half the fills of rasterising the x and
+    # the y coefficients apart.
+    covering = np.full((y1 - y0, x1 - x0), -1, np.int32)
     polygons = np.round((current[triangles] - (x0, y0)) * 16).astype(np.int32)  # 4 bits of sub-pixel
-    for polygon, (ax, ay) in zip(polygons, affine.transpose(0, 2, 1).tolist(), strict=True):
-        cv2.fillConvexPoly(along_x, polygon, (*ax, 1.0), lineType=cv2.LINE_8, shift=4)
-        cv2.fillConvexPoly(along_y, polygon, (*ay, 1.0), lineType=cv2.LINE_8, shift=4)
+    for index, polygon in enumerate(polygons):
+        cv2.fillConvexPoly(covering, polygon, index, lineType=cv2.LINE_8, shift=4)
+    inside = covering >= 0
+    coefficients = np.zeros((*covering.shape, 3, 2), np.float32)  # (x, y, 1) . [:, 0] -> x; [:, 1] -> y
+    coefficients[inside] = affine[covering[inside]]
     grid_x, grid_y = np.meshgrid(np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32))
-    flow = np.stack(
-        [
-            grid_x * along_x[..., 0] + grid_y * along_x[..., 1] + along_x[..., 2] - grid_x,
-            grid_x * along_y[..., 0] + grid_y * along_y[..., 1] + along_y[..., 2] - grid_y,
-        ],
-        axis=-1,
+    flow = (
+        grid_x[..., None] * coefficients[..., 0, :]
+        + grid_y[..., None] * coefficients[..., 1, :]
+        + coefficients[..., 2, :]
+        - np.stack([grid_x, grid_y], axis=-1)
     )
-    return flow, along_x[..., 3] > 0
+    return flow, inside
 
 
 def _sample(values: np.ndarray, flow: np.ndarray, box: Box) -> np.ndarray:

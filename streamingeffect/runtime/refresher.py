@@ -47,7 +47,7 @@ from streamingeffect.pipeline.carry import (
     prior_on_window,
     union,
 )
-from streamingeffect.pipeline.edit import LowResEdit, gray
+from streamingeffect.pipeline.edit import LowResEdit, channel_peak, gray
 from streamingeffect.runtime.stream import EffectStream, StreamOptions, _Timer
 
 log = logging.getLogger(__name__)
@@ -274,12 +274,13 @@ class CarryingEditor(FrameEditor):
         """``carried`` with the face's fill [fh, fw, C] (made on this frame) as one more key with zero
         flow; ``frame``'s prior keys, flows and keeps with it."""
         size = carried.keys[0][0].shape[:2]
+        support = mask_box(channel_peak(fill), size)  # at the flow's size: a quarter of the pixels
         fill = cv2.resize(fill, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)  # the carrying grid
         still = np.zeros_like(carried.keys[0][1])
         frame.prior_keys += ((frame.image, fill, 1.0),)
         frame.prior_flows = (*(frame.prior_flows or ()), still)
         frame.prior_keeps = (*(frame.prior_keeps or ()), None)
-        box, support = carried.box, mask_box(np.abs(fill).max(axis=-1), size)
+        box = carried.box
         if support is not None:
             box = support if box is None else union(box, support)
         keys = [*carried.keys, (fill, still, np.ones(still.shape[:2], np.float32), 1.0)]
