@@ -647,8 +647,6 @@ def drift_table(seconds: float, student_dir: str, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# (refresh every, lag, fold the cache write): every frame at once (the reference), then the live
-# worker's schedules: a refresh every k frames, shown k frames later.
 # (refresh every k frames, shown that many frames later, cache write folded): the live worker's
 # schedule at a refresh per frame and per third frame (its default, folded), and the unfolded write.
 RATE_ROWS = ((1, 0, True), (1, 0, False), (2, 2, True), (3, 3, True), (3, 3, False))
