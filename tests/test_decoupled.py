@@ -605,7 +605,7 @@ def test_the_live_path_keeps_a_keyframe_painted_on_the_face_to_the_face(
     """A keyframe painted over the carphone man's face: the model worker parses the face mesh, keeps
     its prior to it and publishes, beside the keyframe, the keep the per-frame path moves on and the
     fill as a change made on the worker's own frame (zero flow). A box painted in a corner publishes
-    neither and parses no face."""
+    neither."""
     from streamingeffect.parsing.indices import FACE_OVAL
     from streamingeffect.parsing.live import FaceFinder
     from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream, _moved_keeps

@@ -160,7 +160,8 @@ class PreparedFrame:
     confidence: torch.Tensor | None = None  # [1, h, w] the flow's confidence at latent resolution
     doubt: np.ndarray | None = None  # [R, R] 1 - the flow's confidence at the model's resolution
     # The keyframes the prior was carried from: (source frame, change, weight) each, weights summing to 1
-    # (the decoupled worker adds the face's fill, a change made on this frame, `face_follow`).
+    # (the decoupled worker adds the face's fill: a change made on this frame, at the carrying
+    # resolution, `face_follow`).
     prior_keys: tuple[tuple[np.ndarray, np.ndarray, float], ...] = ()
     # The flows (flow pixels) from this frame to each of those keys, when the editor kept them for a
     # per-frame path to compose with its own (the decoupled runtime's worker); None otherwise.
