@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -18,7 +20,7 @@ from streamingeffect.models.dit import (
     patchify,
     unpatchify,
 )
-from streamingeffect.models.rope import apply_rope, axis_dims, rope_angles
+from streamingeffect.models.rope import apply_rope, axis_dims, rope_rotations
 
 B, F, C, H, W = 2, 3, 4, 8, 8
 
@@ -97,9 +99,9 @@ def test_rope_scores_depend_only_on_relative_position() -> None:
 
     def score(pq: list[float], pk: list[float]) -> torch.Tensor:
         positions = torch.tensor([pq, pk])
-        cos, sin = rope_angles(positions, head_dim)
-        rq = apply_rope(q.view(1, head_dim), cos[:1], sin[:1])
-        rk = apply_rope(k.view(1, head_dim), cos[1:], sin[1:])
+        rotations = rope_rotations(positions, head_dim)
+        rq = apply_rope(q.view(1, head_dim), rotations[:1])
+        rk = apply_rope(k.view(1, head_dim), rotations[1:])
         return (rq * rk).sum()
 
     base = score([1, 2, 3], [4, 0, 5])
@@ -110,8 +112,18 @@ def test_rope_scores_depend_only_on_relative_position() -> None:
 
 def test_rope_preserves_norms() -> None:
     x = torch.randn(3, 10, 24)
-    cos, sin = rope_angles(torch.randn(10, 3) * 5, 24)
-    assert torch.allclose(apply_rope(x, cos, sin).norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+    rotations = rope_rotations(torch.randn(10, 3) * 5, 24)
+    assert torch.allclose(apply_rope(x, rotations).norm(dim=-1), x.norm(dim=-1), atol=1e-5)
+
+
+def test_rope_turns_each_pair_by_its_angle() -> None:
+    # Time's first pair turns by t radians (frequency 1): (1, 0) at t = 1 goes to (cos 1, sin 1), and
+    # a pair of the height's group at h = 0 stays put.
+    x = torch.zeros(1, 24)
+    x[0, 0], x[0, 8] = 1.0, 1.0  # time's first pair, height's first pair (axis_dims(24) = 8, 8, 8)
+    turned = apply_rope(x, rope_rotations(torch.tensor([[1.0, 0.0, 0.0]]), 24))[0]
+    assert torch.allclose(turned[:2], torch.tensor([math.cos(1.0), math.sin(1.0)]), atol=1e-6)
+    assert torch.allclose(turned[8:10], torch.tensor([1.0, 0.0]), atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------- transformer

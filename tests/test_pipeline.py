@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -79,6 +80,21 @@ def test_the_window_maps_back_onto_the_frame() -> None:
     # Cut at full size and mapped back: the frame itself, where the window sees it.
     same = window.cut(frame.astype(np.float32), 160)
     assert np.allclose(window.onto_frame(same, 120, 200), frame[rows, cols], atol=1e-3)
+
+
+def test_a_window_cut_from_a_smaller_mask_matches_the_cut_of_it_brought_to_the_frames_size() -> None:
+    # A soft blob on a 64x36 mask of a 640x360 frame; windows inside and over the edge, cut to the
+    # model's 128 (upsampled within the mask) and to a latent 16 (averaged).
+    yy, xx = np.mgrid[0:36, 0:64].astype(np.float32)
+    mask = np.exp(-(((xx - 30) / 9) ** 2 + ((yy - 16) / 7) ** 2)).astype(np.float32)
+    full = cv2.resize(mask, (640, 360), interpolation=cv2.INTER_LINEAR)
+    for window in (Window(150, 20, 300), Window(-40, -30, 420)):
+        for size in (128, 16):
+            direct = window.cut_at(mask, (360, 640), size)
+            assert direct.shape == (size, size)
+            assert np.abs(direct - window.cut(full, size)).max() < 0.01  # measured: 0.002-0.006
+    window = Window(150, 20, 300)
+    assert np.array_equal(window.cut_at(full, (360, 640), 16), window.cut(full, 16))  # same size: `cut`
 
 
 def test_an_anchored_scope_is_empty_with_nobody_in_view() -> None:

@@ -21,7 +21,7 @@ from torch import nn
 
 from streamingeffect.models.config import EffectModelConfig
 from streamingeffect.models.kv_cache import KVCache, LayerKV
-from streamingeffect.models.rope import apply_rope, grid_positions, rope_angles
+from streamingeffect.models.rope import apply_rope, grid_positions, rope_rotations
 from streamingeffect.models.token_reuse import ReuseRecord, TokenReuse, merge_rows
 
 # Token streams (separate layout): a frame contributes a source and a target token set.
@@ -83,19 +83,19 @@ def block_causal_mask(layout: TokenLayout, chunk_frames: int) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class RopeAngles:
-    """Rotary angles (cos, sin) [N, d/2] for the queries and for the keys (more keys with a cache)."""
+    """Rotations [N, d/2] complex (`rope_rotations`) for the queries and for the keys (more keys with a
+    cache)."""
 
-    query: tuple[torch.Tensor, torch.Tensor]
-    key: tuple[torch.Tensor, torch.Tensor]
+    query: torch.Tensor
+    key: torch.Tensor
 
     @classmethod
-    def shared(cls, angles: tuple[torch.Tensor, torch.Tensor]) -> RopeAngles:
-        return cls(angles, angles)
+    def shared(cls, rotations: torch.Tensor) -> RopeAngles:
+        return cls(rotations, rotations)
 
     def last(self, count: int) -> RopeAngles:
         """Queries are the last ``count`` key positions (the chunk after the cached prefix)."""
-        cos, sin = self.key
-        return RopeAngles((cos[-count:], sin[-count:]), self.key)
+        return RopeAngles(self.key[-count:], self.key)
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -166,7 +166,7 @@ class Attention(nn.Module):
         else:
             k, v = fresh.keys, fresh.values
         if rope is not None:
-            q, k = apply_rope(q, *rope.query), apply_rope(k, *rope.key)
+            q, k = apply_rope(q, rope.query), apply_rope(k, rope.key)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(out.transpose(1, 2).flatten(2)), fresh
 
@@ -317,7 +317,7 @@ class EffectTransformer(nn.Module):
         return self.time_embed(timestep_embedding(t, self.config.width)) + pooled[:, None]
 
     def _rope(self, positions: torch.Tensor) -> RopeAngles:
-        return RopeAngles.shared(rope_angles(positions, self.config.head_dim, self.config.rope_theta))
+        return RopeAngles.shared(rope_rotations(positions, self.config.head_dim, self.config.rope_theta))
 
     def _head(self, x: torch.Tensor, group_cond: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         """Output tokens [B, n, D] with their groups [n] -> [B, n, C p p]."""
@@ -419,8 +419,7 @@ class EffectTransformer(nn.Module):
         if record is not None:  # the mask cache: only the active tokens are queries
             index = self._active_tokens(reuse.active, layout.positions[-chunk_tokens:], window)  # type: ignore[union-attr]
             x, query_groups = x[:, index], groups[index]
-            cos, sin = rope.query
-            rope = RopeAngles((cos[index], sin[index]), rope.key)
+            rope = RopeAngles(rope.query[index], rope.key)
         else:
             query_groups = groups
         written = []

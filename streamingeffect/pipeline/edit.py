@@ -11,6 +11,7 @@ is the source, bit for bit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -48,6 +49,34 @@ class Window:
         if top or left or bottom or right:
             inside = cv2.copyMakeBorder(inside, top, bottom, left, right, cv2.BORDER_REPLICATE)
         return cv2.resize(inside, (size, size), interpolation=cv2.INTER_AREA)
+
+    def cut_at(self, mask: np.ndarray, frame_size: tuple[int, int], size: int) -> np.ndarray:
+        """``cut`` of a map [h, w] float32 of the frame at another resolution, without bringing it to the
+        frame's size [H, W] first: sampled bilinearly over the window on a grid at least as fine as the
+        map's own pixels there, then area-averaged to size x size (borders replicated). Close to
+        ``cut`` of the map resized to the frame's size; at 720p a parse-resolution mask's cut took
+        ~0.1 ms against ~2 that way."""
+        height, width = frame_size
+        if mask.shape[:2] == (height, width):
+            return self.cut(mask, size)
+        scale_y, scale_x = mask.shape[0] / height, mask.shape[1] / width
+        grid = max(size, math.ceil(self.side * max(scale_x, scale_y)))
+        step = self.side / grid  # frame pixels per grid pixel
+        # Grid pixel centre u -> frame x0 + (u + 0.5) step - 0.5 -> the map's (x + 0.5) scale - 0.5.
+        matrix = np.array(
+            [
+                [step * scale_x, 0.0, (self.x0 + 0.5 * step) * scale_x - 0.5],
+                [0.0, step * scale_y, (self.y0 + 0.5 * step) * scale_y - 0.5],
+            ]
+        )
+        sampled = cv2.warpAffine(
+            mask,
+            matrix,
+            (grid, grid),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        return sampled if grid == size else cv2.resize(sampled, (size, size), interpolation=cv2.INTER_AREA)
 
     def visible(self, height: int, width: int) -> tuple[slice, slice]:
         """The part of a height x width frame the window covers, as (rows, cols) slices of the frame."""

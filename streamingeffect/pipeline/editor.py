@@ -152,7 +152,7 @@ class PreparedFrame:
     window: Window
     latent: torch.Tensor  # [C, h, w] source latent of the window
     mask: torch.Tensor  # [1, h, w] the model's mask (edit region or person) at latent resolution
-    scope: np.ndarray  # [H, W] float where the effect may act
+    scope: np.ndarray  # [H, W] float where the effect may act (the live worker's: at parse resolution)
     guide: np.ndarray  # [R, R] gray of the window as the model saw it (the source with its prior)
     cut: np.ndarray | None = None  # [R, R, 3] uint8 the source's window at the model's resolution
     prior: np.ndarray | None = None  # [H, W, 3] float32 the keyframe's change carried here (0-255 units)
@@ -266,19 +266,17 @@ class FrameEditor:
         caller made them) -> ready for the model."""
         parse = self.parse(image) if parse is None else parse
         window = self._follow(parse)
-        resolution, side = self.bundle.resolution, self.bundle.latent_side
+        resolution = self.bundle.resolution
         cut = window.cut(image, resolution)
-        model_mask = parse.region_at_frame_size(self.request.model_region)
-        scope = self.request.scope.mask(parse.parts.regions)
-        height, width = image.shape[:2]
+        mask, scope = self._masks(parse, window)
         frame = PreparedFrame(
             image=image,
             pushed_at=time.perf_counter() if pushed_at is None else pushed_at,
             parse=parse,
             window=window,
             latent=NOT_ENCODED,
-            mask=torch.from_numpy(window.cut(model_mask, side))[None],
-            scope=cv2.resize(scope, (width, height), interpolation=cv2.INTER_LINEAR),
+            mask=torch.from_numpy(mask)[None],
+            scope=scope,
             guide=gray(cut),
             cut=cut,
             view=view,
@@ -291,6 +289,17 @@ class FrameEditor:
         if with_prior is not None:
             frame.prior_latent = latents[1] - latents[0]
         return frame
+
+    def _masks(self, parse: LiveParse, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """The model's mask over ``window`` at latent resolution [s, s], and the effect's scope at the
+        frame's size [H, W] (for `apply`)."""
+        height, width = parse.frame_size
+        model_mask = parse.region_at_frame_size(self.request.model_region)
+        scope = self.request.scope.mask(parse.parts.regions)
+        return (
+            window.cut(model_mask, self.bundle.latent_side),
+            cv2.resize(scope, (width, height), interpolation=cv2.INTER_LINEAR),
+        )
 
     def _add_prior(self, frame: PreparedFrame) -> np.ndarray | None:
         """The keyframe's change carried to ``frame`` by flow, at full resolution and for the model ->
