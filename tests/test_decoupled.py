@@ -641,3 +641,23 @@ def test_the_live_path_keeps_a_keyframe_painted_on_the_face_to_the_face(
     still = np.zeros((*keep.shape, 2), np.float32)
     moved = _moved_keeps(made.prior_keeps, still)
     assert moved is not None and moved[1] is None and np.allclose(moved[0], keep, atol=1e-5)
+
+
+def test_a_face_effect_parses_the_face_mesh_alone_and_a_clothing_effect_the_body_too(
+    bundle: ModelBundle, frames: list[np.ndarray]
+) -> None:
+    """The worker's MediaPipe graphs follow the effect's region: a face paint's scope needs the face
+    mesh (hands and pose took ~58 ms a 720p refresh for nothing), clothing's the pose as well."""
+    from streamingeffect.parsing.live import LANDMARKS_ALL, LANDMARKS_FACE
+    from streamingeffect.runtime.decoupled import DecoupledOptions, DecoupledStream
+
+    levels = {}
+    for effect in ("face_paint_blue", "clothing_recolor_red"):
+        with DecoupledStream(bundle, DecoupledOptions(refresh_every=1, refresh_lag=0)) as stream:
+            stream.set_effect(effect)
+            for frame in frames[:3]:
+                stream.push(frame)
+            made = stream._published
+            assert made is not None and made.scope.max() > 0.5  # the region was found on the carphone man
+            levels[effect] = stream._refresher._editor.parser._level
+    assert levels == {"face_paint_blue": LANDMARKS_FACE, "clothing_recolor_red": LANDMARKS_ALL}

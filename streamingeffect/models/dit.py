@@ -120,6 +120,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([angles.cos(), angles.sin()], dim=-1)
 
 
+def per_token(values: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Each token's row of its group: values [B, G, K], groups [N] -> [B, N, K]; with one group, the
+    row itself [B, 1, K], broadcast by the caller (a streaming chunk of one frame: no gathered copy)."""
+    return values if values.shape[1] == 1 else values[:, groups]
+
+
 class Attention(nn.Module):
     def __init__(self, config: EffectModelConfig, context_dim: int | None = None):
         super().__init__()
@@ -201,7 +207,7 @@ class Block(nn.Module):
         merge: tuple[LayerKV, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, LayerKV]:
         """x [B, N, D]; cond [B, G, D] per group, spread to tokens by ``groups`` [N] -> (x, self-attn k/v)."""
-        mod = self.modulation(F.silu(cond))[:, groups]  # [B, N, 6D]
+        mod = per_token(self.modulation(F.silu(cond)), groups)  # [B, N or 1, 6D]
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)
         attended, fresh = self.attn(
             self.norm1(x) * (1 + scale1) + shift1, rope=rope, mask=mask, past=past, merge=merge
@@ -321,7 +327,7 @@ class EffectTransformer(nn.Module):
 
     def _head(self, x: torch.Tensor, group_cond: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         """Output tokens [B, n, D] with their groups [n] -> [B, n, C p p]."""
-        shift, scale = self.final_modulation(F.silu(group_cond))[:, groups].chunk(2, dim=-1)
+        shift, scale = per_token(self.final_modulation(F.silu(group_cond)), groups).chunk(2, dim=-1)
         return self.head(self.final_norm(x) * (1 + scale) + shift)
 
     def _velocity(

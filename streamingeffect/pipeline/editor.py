@@ -45,6 +45,10 @@ from streamingeffect.pipeline.flow_prior import NEAR_REACH, FlowPrior, FlowSetti
 from streamingeffect.pipeline.scopes import EffectScope, scope_for
 
 LANDMARK_REGIONS = ("face", "hair", "hands", "torso")
+# Regions drawn from the hands' and the pose's landmarks; the face and the hair need the face mesh alone
+# (the face-scoped effects' renderers read no hand or pose either): at 720p a live parse with hands and
+# pose took ~70 ms of a model refresh, the face mesh alone ~12.
+BODY_REGIONS = ("hands", "torso")
 MAX_PROMPT = 500  # characters (the text encoder reads at most 64 tokens anyway)
 # Measured on the quick suite's keyframe sets (held-out people, with the prior carried at full
 # resolution; scripts/keyframe_sets.py): the committed student's unscaled correction moved single clips
@@ -92,6 +96,11 @@ class EffectRequest:
     @property
     def needs_landmarks(self) -> bool:
         return self.scope.region in LANDMARK_REGIONS or self.model_region in LANDMARK_REGIONS
+
+    @property
+    def needs_body_landmarks(self) -> bool:
+        """Hands and pose too, not only the face mesh (`BODY_REGIONS`)."""
+        return self.scope.region in BODY_REGIONS or self.model_region in BODY_REGIONS
 
     @property
     def may_follow_face(self) -> bool:
@@ -251,7 +260,8 @@ class FrameEditor:
     # ------------------------------------------------------------------------------------- frames
 
     def parse(self, image: np.ndarray) -> LiveParse:
-        parse = self.parser(image, self.request.needs_landmarks, index=self._index, face=self._follows_face)
+        body, face = self.request.needs_body_landmarks, self.needs_landmarks
+        parse = self.parser(image, body, index=self._index, face=face)
         self._index += 1
         return parse
 
