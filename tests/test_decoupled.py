@@ -105,6 +105,32 @@ def test_the_edit_follows_a_known_shift() -> None:
     assert not moved.gate[:, -2:].any()  # what came from outside the model's window has no edit
 
 
+def test_the_persons_own_flow_spreads_around_them_and_a_new_mask_is_never_served_stale() -> None:
+    """A person moving as one (2, -1) px with noise around them: the spread flow is that motion
+    everywhere but at the seam along their edge, the person's masks remembered while the same mask
+    comes back; a different mask (nobody in view) gets its own answer, as does `near_person`."""
+    from streamingeffect.pipeline.flow_prior import near_person, spread_person_flow
+
+    rng = np.random.default_rng(0)
+    flow = rng.normal(0, 3, (45, 80, 2)).astype(np.float32)
+    person = np.zeros((36, 64), np.float32)
+    cv2.ellipse(person, (32, 24), (10, 14), 0, 0, 360, 1.0, -1)
+    on_person = cv2.resize(person, (80, 45), interpolation=cv2.INTER_LINEAR) > 0.5
+    flow[on_person] = (2.0, -1.0)
+    kernel = np.ones((7, 7), np.uint8)  # the soft seam at the edge mixes in the noise: 3 px either side
+    seam = cv2.dilate(on_person.view(np.uint8), kernel) > cv2.erode(on_person.view(np.uint8), kernel)
+    for _ in range(2):  # the second call takes the remembered masks
+        spread = spread_person_flow(flow, person, 0.08)
+        assert np.allclose(spread[~seam], (2.0, -1.0), atol=0.01)  # float32 blurs: ~0.001
+    nobody = np.zeros_like(person)
+    assert spread_person_flow(flow, nobody, 0.08) is flow
+    near = near_person(person, (45, 80))
+    assert near[24 * 45 // 36, 40] == pytest.approx(1.0) and near[0, 0] == 0.0
+    assert near_person(person, (45, 80)) is near  # remembered
+    assert not near_person(nobody, (45, 80)).any()
+    assert np.array_equal(near_person(person, (45, 80)), near)
+
+
 def test_the_fused_composite_matches_apply_edit_and_keeps_the_frame_outside_the_scope() -> None:
     rng = np.random.default_rng(2)
     frame = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)

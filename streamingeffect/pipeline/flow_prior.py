@@ -26,6 +26,8 @@ where it covers.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -145,40 +147,81 @@ def spread_person_flow(
     4: ~1 ms instead of ~15 at 320x180; `FlowPrior` blurs at full resolution). flow [h, w, 2], person
     [any size] -> flow [h, w, 2] (and the confidence [h, w], when one is given)."""
     height, width = flow.shape[:2]
-    on_person = cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) > 0.5
-    if not on_person.any():
-        return flow if confidence is None else (flow, confidence)
-    weight = on_person.astype(np.float32)
-    small = (max(1, width // coarse), max(1, height // coarse))
     sigma = spread * max(height, width) / coarse
-    mass = cv2.GaussianBlur(cv2.resize(weight, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+    masks = _spread_masks(person, (height, width), coarse, sigma)
+    if masks is None:  # nobody in view
+        return flow if confidence is None else (flow, confidence)
+    on_person, weight, mass, inside = masks
+    small = mass.shape[1::-1]
     moving = cv2.GaussianBlur(
-        cv2.resize(flow * weight[..., None], small, interpolation=cv2.INTER_AREA), (0, 0), sigma
+        cv2.resize(cv2.multiply(flow, cv2.merge([weight, weight])), small, interpolation=cv2.INTER_AREA),
+        (0, 0),
+        sigma,
     )
     mean = np.array(cv2.mean(flow, mask=on_person.view(np.uint8))[:2], np.float32)
     spread_flow = np.where(mass[..., None] > 1e-3, moving / np.maximum(mass, 1e-6)[..., None], mean)
     spread_flow = cv2.resize(spread_flow.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    inside = cv2.GaussianBlur(weight, (0, 0), 1.0)[..., None]  # a soft seam at the person's edge
-    moved = spread_flow + inside * (flow - spread_flow)  # float32 throughout
+    # spread + inside (flow - spread), in OpenCV's float32 passes (numpy's broadcast took twice as long)
+    moved = cv2.add(spread_flow, cv2.multiply(cv2.subtract(flow, spread_flow), cv2.merge([inside, inside])))
     if confidence is None:
         return moved
-    return moved, (inside[..., 0] * confidence + (1 - inside[..., 0])).astype(np.float32)
+    return moved, (inside * confidence + (1 - inside)).astype(np.float32)
+
+
+_PERSON_MASKS = threading.local()  # each thread's newest person masks (`_spread_masks`, `near_person`)
+
+
+def _person_memo(kind: str, person: np.ndarray, key: tuple, make: Callable[[], Any]) -> Any:
+    """``make()`` for this person mask and ``key``, remembered per thread and kind while the same mask
+    comes back (the per-frame path segments every second frame, so every other frame reuses it)."""
+    cached = getattr(_PERSON_MASKS, kind, None)
+    if cached is None or cached[0] is not person or cached[1] != key:
+        cached = (person, key, make())
+        setattr(_PERSON_MASKS, kind, cached)
+    return cached[2]
+
+
+def _spread_masks(
+    person: np.ndarray, size: tuple[int, int], coarse: int, sigma: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """`spread_person_flow`'s masks of the person at the flow's ``size``: on them (bool), their weight,
+    its blurred mass at 1/``coarse`` and the soft seam at their edge [h, w]; None: nobody in view."""
+
+    def make() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        height, width = size
+        resized = cv2.resize(person.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        on_person = resized > 0.5
+        if not on_person.any():
+            return None
+        weight = on_person.astype(np.float32)
+        small = (max(1, width // coarse), max(1, height // coarse))
+        mass = cv2.GaussianBlur(cv2.resize(weight, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+        inside = cv2.GaussianBlur(weight, (0, 0), 1.0)  # a soft seam at the person's edge
+        return on_person, weight, mass, inside
+
+    return _person_memo("spread", person, (size, coarse, sigma), make)
 
 
 def near_person(person: np.ndarray, size: tuple[int, int], reach: float = NEAR_REACH) -> np.ndarray:
     """[H, W] float: 1 on and around the person (``reach`` of the short side, feathered), 0 beyond and
     everywhere when nobody is in view. Worked out with the short side at NEAR_SIDE pixels and resized:
-    the mask is smooth at that scale (at 320x180 directly, the wide blur took 7 ms)."""
-    height, width = size
-    scale = min(1.0, NEAR_SIDE / min(height, width))
-    work_h, work_w = max(1, round(height * scale)), max(1, round(width * scale))
-    mask = cv2.resize(person.astype(np.float32), (work_w, work_h), interpolation=cv2.INTER_LINEAR) > 0.5
-    if not mask.any():
-        return np.zeros(size, np.float32)
-    near = grown_feathered(mask, max(1, round(reach * min(work_h, work_w))))
-    if (work_h, work_w) == (height, width):
-        return near
-    return cv2.resize(near, (width, height), interpolation=cv2.INTER_LINEAR)
+    the mask is smooth at that scale (at 320x180 directly, the wide blur took 7 ms). Remembered while
+    the same mask comes back (`_person_memo`): callers do not change it."""
+
+    def make() -> np.ndarray:
+        height, width = size
+        scale = min(1.0, NEAR_SIDE / min(height, width))
+        work_h, work_w = max(1, round(height * scale)), max(1, round(width * scale))
+        resized = cv2.resize(person.astype(np.float32), (work_w, work_h), interpolation=cv2.INTER_LINEAR)
+        mask = resized > 0.5
+        if not mask.any():
+            return np.zeros(size, np.float32)
+        near = grown_feathered(mask, max(1, round(reach * min(work_h, work_w))))
+        if (work_h, work_w) == (height, width):
+            return near
+        return cv2.resize(near, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    return _person_memo("near", person, (size, reach), make)
 
 
 def forward_backward_confidence(
