@@ -308,7 +308,7 @@ def _add_prior(out: np.ndarray, frame: np.ndarray, prior: CarriedPrior) -> None:
         carried = cv2.resize(
             whole, (cols.stop - cols.start, rows.stop - rows.start), interpolation=cv2.INTER_LINEAR
         )
-    out[rows, cols] = cv2.add(frame[rows, cols], carried, dtype=cv2.CV_8U)  # rounded and saturated
+    cv2.add(frame[rows, cols], carried, dst=out[rows, cols], dtype=cv2.CV_8U)  # in place; rounded, saturated
 
 
 def _add_prior_planar(out: I420Image, prior: CarriedPrior) -> None:
@@ -331,7 +331,7 @@ def _add_prior_planar(out: I420Image, prior: CarriedPrior) -> None:
         (v, half, planes[2]),
     ):
         part = target[box]
-        target[box] = cv2.add(part, _resized(values, part.shape), dtype=cv2.CV_8U)  # rounded, saturated
+        cv2.add(part, _resized(values, part.shape), dst=part, dtype=cv2.CV_8U)  # in place; rounded, saturated
 
 
 def _resized(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
