@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from streamingeffect.models.config import MODEL_SIZES, EffectModelConfig
 from streamingeffect.models.dit import (
     EffectCondition,
     EffectTransformer,
+    HeadNorm,
     Reference,
     TextCondition,
     block_causal_mask,
@@ -127,6 +129,29 @@ def test_rope_turns_each_pair_by_its_angle() -> None:
 
 
 # ----------------------------------------------------------------------------------------- transformer
+
+
+def test_the_head_norm_runs_a_bf16_input_without_a_dtype_warning_and_loads_rmsnorm_weights() -> None:
+    """Under bf16 autocast the query/key norm takes the input's dtype without torch's mismatch warning
+    (which a user would see on every start) and agrees with the fp32 norm to bf16 rounding; its weight
+    has RMSNorm's name (checkpoints load)."""
+    reference = torch.nn.RMSNorm(16)
+    with torch.no_grad():
+        reference.weight.uniform_(0.5, 1.5)
+    norm = HeadNorm(16)
+    norm.load_state_dict(reference.state_dict())
+    x = torch.randn(2, 4, 7, 16, generator=torch.Generator().manual_seed(0))
+    warn_always = torch.is_warn_always_enabled()
+    torch.set_warn_always(True)  # torch warns once per process otherwise
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            low = norm(x.bfloat16())
+            assert torch.equal(norm(x), reference(x))
+    finally:
+        torch.set_warn_always(warn_always)
+    assert low.dtype == torch.bfloat16
+    assert torch.allclose(low.float(), reference(x).detach(), rtol=2**-7, atol=1e-3)  # 8-bit mantissa
 
 
 def test_patchify_round_trip() -> None:
