@@ -13,6 +13,7 @@ import numpy as np
 from streamingeffect.parsing.indices import (
     CHIN,
     FACE_OVAL,
+    LIPS_INNER,
     POSE_LEFT_HIP,
     POSE_LEFT_SHOULDER,
     POSE_RIGHT_HIP,
@@ -86,6 +87,31 @@ def face_mask(face: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
         polygon = np.round(face[list(FACE_OVAL), :2]).astype(np.int32)
         cv2.fillPoly(mask, [polygon], 1)
     return mask.astype(np.float32)
+
+
+MOUTH_SUPERSAMPLING = 4  # the mouth's opening is rasterised this much finer, then area-averaged
+
+
+def mouth_mask(face: np.ndarray | None, size: tuple[int, int]) -> np.ndarray:
+    """How much of each pixel lies inside the mouth's opening (the inner lip line). face [478, >=2]
+    pixels or None -> [H, W] float32 in 0..1. Rasterised finer and averaged, so that a closed mouth
+    (the line folded on itself) covers under a quarter of any pixel instead of a pixel-wide line."""
+    mask = np.zeros(size, np.float32)
+    if face is None or not np.isfinite(face[:, :2]).all():
+        return mask
+    lips = face[list(LIPS_INNER), :2]
+    height, width = size
+    x0, y0 = np.maximum(np.floor(lips.min(axis=0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(lips.max(axis=0)).astype(int) + 1, (width, height))
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    k = MOUTH_SUPERSAMPLING
+    fine = np.zeros(((y1 - y0) * k, (x1 - x0) * k), np.uint8)
+    polygon = np.round(((lips - (x0, y0)) * k + (k - 1) / 2) * 16).astype(np.int32)  # pixel centres
+    cv2.fillPoly(fine, [polygon], 255, lineType=cv2.LINE_8, shift=4)
+    area = cv2.resize(fine, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
+    mask[y0:y1, x0:x1] = area.astype(np.float32) / 255
+    return mask
 
 
 def hair_mask(person: np.ndarray, face: np.ndarray | None, face_region: np.ndarray) -> np.ndarray:

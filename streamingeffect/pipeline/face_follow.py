@@ -15,7 +15,9 @@ stays outside) says where each pixel of the face was in the keyframe.
 The flow's carry is kept for its texture, and the mesh decides how much of the edit covers each pixel:
   - where the mesh finds less of the keyframe's edit than flow carried, the carried change is scaled
     down by the ratio (paint that spilled off the face goes);
-  - where it finds more, the change the mesh carries fills the difference (an edge the flow lost).
+  - where it finds more, the change the mesh carries fills the difference (an edge the flow lost);
+  - inside the frame's open mouth it finds only what lay inside the keyframe's own opening: the
+    lips' triangles of a closed mouth stretch over the teeth once it opens, and would paint them.
 "How much covers" is the change's size: ``COVER`` and above count as a full cover.
 
 Only an edit that lies on the face is followed this way (``ON_FACE`` of the keyframe's change inside
@@ -35,12 +37,13 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from streamingeffect.parsing.indices import FACE_OVAL
-from streamingeffect.parsing.masks import face_mask
+from streamingeffect.parsing.masks import face_mask, mouth_mask
 from streamingeffect.pipeline.edit import channel_peak
 
 SKIRT = (1.15, 1.3)  # rings of points around the face oval, at these multiples of its radius
 COVER = 128.0  # a change this large (0-255, its largest channel) covers its pixel fully
 ON_FACE = 0.6  # share of the keyframe's change inside the face oval for the edit to follow the face
+MOUTH_INSIDE = 0.5  # a pixel is in the mouth's opening when this much of it is (a shut mouth: none)
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, end exclusive)
 Detector = Callable[[np.ndarray], "np.ndarray | None"]  # frame [H, W, 3] -> landmarks [P, 2] in its pixels
@@ -55,17 +58,20 @@ class FaceKey:
     cover: np.ndarray  # [H, W] float32 how fully the change covers each pixel, 0..1
     oval: np.ndarray  # [H, W] float32 1 inside the face oval
     change: np.ndarray  # [H, W, C] float32 the keyframe's change
-    # (cover, oval, change) at the flows' resolutions met so far (sizes differ at the frame's only).
+    mouth_cover: np.ndarray  # [H, W] float32 the cover inside the keyframe's open mouth (0 if closed)
+    # (cover, oval, change, mouth_cover) at the flows' resolutions met so far (sizes differ at the
+    # frame's only).
     _at: dict[tuple[int, int], tuple[np.ndarray, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
 
     def at(self, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
-        """(cover [h, w], oval [h, w], change [h, w, C]) at ``size``, area-averaged from the keyframe's."""
+        """(cover [h, w], oval [h, w], change [h, w, C], mouth_cover [h, w]) at ``size``, area-averaged
+        from the keyframe's."""
         if size not in self._at:
             self._at[size] = tuple(
                 np.ascontiguousarray(_resized(values, size, cv2.INTER_AREA), np.float32)
-                for values in (self.cover, self.oval, self.change)
+                for values in (self.cover, self.oval, self.change, self.mouth_cover)
             )
         return self._at[size]
 
@@ -90,7 +96,8 @@ def face_key(face: np.ndarray | None, change: np.ndarray) -> FaceKey | None:
     points = with_skirt(face)
     triangles = Delaunay(points).simplices
     cover = np.minimum(size / COVER, 1.0).astype(np.float32)
-    return FaceKey(points, triangles, cover, oval, np.asarray(change, np.float32))
+    mouth_cover = cover * (mouth_mask(face, size.shape) >= MOUTH_INSIDE)
+    return FaceKey(points, triangles, cover, oval, np.asarray(change, np.float32), mouth_cover)
 
 
 def mesh_flow(
@@ -184,8 +191,13 @@ def fix(key: FaceKey, flow: np.ndarray, face: np.ndarray, frame_size: tuple[int,
     moved, inside = mesh_flow(current, there, key.triangles, box)
     flow = flow[y0:y1, x0:x1]
     mesh = np.where(inside[..., None], moved, flow)
-    cover, oval, small_change = key.at(flow_size)
+    cover, oval, small_change, mouth_cover = key.at(flow_size)
     by_flow, by_mesh = _sample(cover, flow, box), _sample(cover, mesh, box)
+    # Inside the frame's open mouth the mesh finds only what the keyframe showed inside its own: the
+    # lips' triangles stretch over teeth a closed mouth never showed, and paint there is taken off.
+    opening = _mouth_opening(face, frame_size, flow_size, box)
+    if opening is not None:
+        by_mesh = np.where(opening, _sample(mouth_cover, mesh, box), by_mesh)
     from_face, onto_face = _sample(oval, flow, box), _sample(oval, mesh, box)
     # Spilled: keep the share the mesh confirms, for what flow brought from the face.
     ratio = np.where(by_flow > by_mesh, by_mesh / np.maximum(by_flow, 1e-6), 1.0)
@@ -196,6 +208,17 @@ def fix(key: FaceKey, flow: np.ndarray, face: np.ndarray, frame_size: tuple[int,
     fill = np.zeros((*flow_size, small_change.shape[2]), np.float32)
     fill[y0:y1, x0:x1] = _sample(small_change, mesh, box) * lost[..., None]
     return FaceFix(keep, fill)
+
+
+def _mouth_opening(
+    face: np.ndarray, frame_size: tuple[int, int], flow_size: tuple[int, int], box: Box
+) -> np.ndarray | None:
+    """[h, w] bool over ``box``: the pixels mostly inside the frame's open mouth at the flow's
+    resolution (None: none, as for a shut mouth)."""
+    x0, y0, x1, y1 = box
+    points = _to_flow_pixels(face[:, :2], frame_size, flow_size) - (x0, y0)
+    opening = mouth_mask(points, (y1 - y0, x1 - x0)) >= MOUTH_INSIDE
+    return opening if opening.any() else None
 
 
 def correct(carried: np.ndarray, key: FaceKey, flow: np.ndarray, face: np.ndarray) -> np.ndarray:
