@@ -346,9 +346,22 @@ def _worker_autoencoder(runs: list[tuple[str, tuple[int, int], dict[str, Any]]])
 
 
 def _worker_precision(runs: list[tuple[str, tuple[int, int], dict[str, Any]]]) -> str:
-    """The model worker's autoencoder precision, as the decoupled runs' stats describe it."""
-    named = {str(r["autoencoder_precision"]) for rate, _, r in runs if rate == "decoupled"}
-    return "; ".join(sorted(named))
+    """The model worker's autoencoder precision in the decoupled runs, and the start-up timings that
+    chose it (the median run's of each setting, their range)."""
+    figures = [r["autoencoder_precision"] for rate, _, r in runs if rate == "decoupled"]
+    chosen = " / ".join(sorted({f["chosen"] for f in figures}))
+    timed = [f for f in figures if np.isfinite(f["fp32_ms"])]
+    if not timed:
+        return f"{chosen} (not timed: bf16 is not native here)"
+
+    def spread(key: str) -> str:
+        low, high = min(f[key] for f in timed), max(f[key] for f in timed)
+        return f"{low:.1f} ms" if f"{low:.1f}" == f"{high:.1f}" else f"{low:.1f}-{high:.1f} ms"
+
+    return (
+        f"{chosen} (its encode and delta decode timed at start-up: fp32 {spread('fp32_ms')}, bf16 "
+        f"{spread('bf16_ms')})"
+    )
 
 
 def _repeats_note(repeats: int) -> str:

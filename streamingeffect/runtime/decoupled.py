@@ -67,7 +67,7 @@ from streamingeffect.pipeline.carry import (
 )
 from streamingeffect.pipeline.flow_prior import warp_by_flow
 from streamingeffect.pipeline.fused import load_kernels
-from streamingeffect.precision import measured_choice
+from streamingeffect.precision import CallChoice, measured_choice
 from streamingeffect.runtime.refresher import (
     MODEL_STAGES,
     DecoupledOptions,
@@ -91,6 +91,11 @@ FRAME_STAGES = ("segment", "flow", "warp", "prior", "composite")  # the per-fram
 # Scope regions the per-frame person mask gives; the others need landmarks, which only the model
 # worker computes: their scope is carried from the model's frame by flow.
 PERSON_REGIONS = ("person", "background", "scene")
+
+
+def _precision_figures(choice: CallChoice) -> dict[str, Any]:
+    """A timed precision choice as stats figures (the times nan where it was not timed)."""
+    return {"chosen": "bf16" if choice.bf16 else "fp32", "fp32_ms": choice.fp32_ms, "bf16_ms": choice.bf16_ms}
 
 
 def _moved_keeps(
@@ -425,7 +430,7 @@ class DecoupledStream:
             "stage_ms_per_frame": {k: 1000 * v / max(1, s.frames_out) for k, v in s.stage_s.items()},
             "model_ms_per_refresh": model_stage,
             "autoencoder": None if self.bundle.autoencoder_dir is None else self.bundle.autoencoder_dir.name,
-            "autoencoder_precision": self.bundle.autoencoder_choice().describe(),
+            "autoencoder_precision": _precision_figures(self.bundle.autoencoder_choice()),
             "stage_share": shares,
             "effect": self._request.label if self._request else None,
             "keyframe": self._keyframe_set,
