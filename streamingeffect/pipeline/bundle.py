@@ -164,7 +164,8 @@ class ModelBundle:
         """bf16 or fp32 for the autoencoder: on the CPU, one refresh's encode (a window) and delta
         decode (two latents) timed both ways, once per autoencoder (`precision.timed_choice`). Its
         convolutions gain from bf16 where the CPU has it natively (a 2-core AMD EPYC with AVX512-BF16:
-        3.5 -> 2.8 ms to encode, 6.7 -> 4.9 to decode) and lost on an Intel one."""
+        3.5 -> 2.8 ms to encode, 6.7 -> 4.9 to decode); on a 2-core Intel Xeon with AVX512-BF16 they
+        were slower in bf16 (2026-12-02)."""
         choice = _AUTOENCODER_CHOICES.get(self.autoencoder)
         if choice is None:
             choice = _AUTOENCODER_CHOICES[self.autoencoder] = self._time_autoencoder()
