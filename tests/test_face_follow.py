@@ -38,24 +38,27 @@ def _paint(face: np.ndarray, value: float = 150.0) -> np.ndarray:
     return change
 
 
-def test_with_the_keyframes_own_face_and_no_motion_the_carry_is_unchanged() -> None:
-    face = _face()
-    change = _paint(face)
-    key = face_key(face, change)
+def _carried_still(key_face: np.ndarray, face_now: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The keyframe's paint over ``key_face``, and its carry by a still flow onto a frame whose face is
+    ``face_now``, corrected by the mesh."""
+    change = _paint(key_face)
+    key = face_key(key_face, change)
     assert key is not None
     zero = np.zeros((*SIZE, 2), np.float32)
-    assert np.allclose(correct(change.copy(), key, zero, face), change, atol=1e-2)
+    return change, correct(change.copy(), key, zero, face_now)
+
+
+def test_with_the_keyframes_own_face_and_no_motion_the_carry_is_unchanged() -> None:
+    face = _face()
+    change, corrected = _carried_still(face, face)
+    assert np.allclose(corrected, change, atol=1e-2)
 
 
 def test_paint_that_flow_left_past_a_shrunken_face_is_taken_off() -> None:
     """The face got smaller (the person stepped back) while the flow stood still: the flow's carry
     covers the old oval; the mesh keeps the paint on the new one."""
-    key_face, face_now = _face(), _face(radius=(25.0, 33.0))
-    change = _paint(key_face)
-    key = face_key(key_face, change)
-    assert key is not None
-    zero = np.zeros((*SIZE, 2), np.float32)
-    corrected = correct(change.copy(), key, zero, face_now)
+    face_now = _face(radius=(25.0, 33.0))
+    change, corrected = _carried_still(_face(), face_now)
     now = np.abs(_paint(face_now)).max(axis=-1) > 0
     before = np.abs(change).max(axis=-1) > 0
     spilled = before & ~cv2.dilate(now.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
@@ -66,12 +69,8 @@ def test_paint_that_flow_left_past_a_shrunken_face_is_taken_off() -> None:
 
 
 def test_paint_the_flow_lost_on_a_grown_face_is_filled_in() -> None:
-    key_face, face_now = _face(radius=(25.0, 33.0)), _face()
-    change = _paint(key_face)
-    key = face_key(key_face, change)
-    assert key is not None
-    zero = np.zeros((*SIZE, 2), np.float32)
-    corrected = correct(change.copy(), key, zero, face_now)
+    face_now = _face()
+    change, corrected = _carried_still(_face(radius=(25.0, 33.0)), face_now)
     now = cv2.erode((np.abs(_paint(face_now)).max(axis=-1) > 0).astype(np.uint8), np.ones((5, 5), np.uint8))
     missing = now.astype(bool) & (np.abs(change).max(axis=-1) == 0)
     assert missing.sum() > 500
@@ -88,12 +87,8 @@ def _opening(face: np.ndarray) -> np.ndarray:
 def test_teeth_a_closed_mouth_never_showed_get_no_paint() -> None:
     """The keyframe's paint covers a closed mouth; on a frame whose mouth opened (the flow stood
     still, as it does over the lip line's texture) the paint leaves the opening and stays on the face."""
-    key_face, face_now = _face(), _face(mouth_open=0.15)
-    change = _paint(key_face)
-    key = face_key(key_face, change)
-    assert key is not None
-    zero = np.zeros((*SIZE, 2), np.float32)
-    corrected = correct(change.copy(), key, zero, face_now)
+    face_now = _face(mouth_open=0.15)
+    change, corrected = _carried_still(_face(), face_now)
     opening = _opening(face_now)
     assert opening.sum() > 50
     assert np.abs(corrected[opening]).max() < 0.1 * 150
@@ -105,11 +100,7 @@ def test_teeth_a_closed_mouth_never_showed_get_no_paint() -> None:
 def test_paint_inside_an_open_mouth_the_keyframe_showed_stays() -> None:
     """A keyframe painted over an open mouth (teeth included): the same opening keeps its paint."""
     face = _face(mouth_open=0.15)
-    change = _paint(face)
-    key = face_key(face, change)
-    assert key is not None
-    zero = np.zeros((*SIZE, 2), np.float32)
-    corrected = correct(change.copy(), key, zero, face)
+    change, corrected = _carried_still(face, face)
     opening = _opening(face)
     assert np.allclose(corrected[opening], change[opening], atol=1.0)
 

@@ -195,7 +195,7 @@ def fix(key: FaceKey, flow: np.ndarray, face: np.ndarray, frame_size: tuple[int,
     by_flow, by_mesh = _sample(cover, flow, box), _sample(cover, mesh, box)
     # Inside the frame's open mouth the mesh finds only what the keyframe showed inside its own: the
     # lips' triangles stretch over teeth a closed mouth never showed, and paint there is taken off.
-    opening = _mouth_opening(face, frame_size, flow_size, box)
+    opening = _mouth_opening(current[: len(face)], box)  # the landmarks come first in the skirted set
     if opening is not None:
         by_mesh = np.where(opening, _sample(mouth_cover, mesh, box), by_mesh)
     from_face, onto_face = _sample(oval, flow, box), _sample(oval, mesh, box)
@@ -210,14 +210,11 @@ def fix(key: FaceKey, flow: np.ndarray, face: np.ndarray, frame_size: tuple[int,
     return FaceFix(keep, fill)
 
 
-def _mouth_opening(
-    face: np.ndarray, frame_size: tuple[int, int], flow_size: tuple[int, int], box: Box
-) -> np.ndarray | None:
-    """[h, w] bool over ``box``: the pixels mostly inside the frame's open mouth at the flow's
-    resolution (None: none, as for a shut mouth)."""
+def _mouth_opening(face: np.ndarray, box: Box) -> np.ndarray | None:
+    """[h, w] bool over ``box``: the pixels mostly inside the frame's open mouth, from its landmarks
+    [P, 2] in the flow's pixels (None: none, as for a shut mouth)."""
     x0, y0, x1, y1 = box
-    points = _to_flow_pixels(face[:, :2], frame_size, flow_size) - (x0, y0)
-    opening = mouth_mask(points, (y1 - y0, x1 - x0)) >= MOUTH_INSIDE
+    opening = mouth_mask(face - (x0, y0), (y1 - y0, x1 - x0)) >= MOUTH_INSIDE
     return opening if opening.any() else None
 
 
