@@ -559,6 +559,31 @@ def test_the_measured_precision_matches_fp32(monkeypatch: pytest.MonkeyPatch) ->
     assert not torch.equal(bf16, reference)  # bf16 did run
 
 
+def test_every_load_of_an_autoencoder_runs_in_the_precision_timed_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The autoencoder's precision is timed once per autoencoder shape in a process: another load of
+    the same model (each stream makes its own) takes the first timing's choice, so two streams of the
+    same input give the same output even where a timing is borderline; another layout is timed anew."""
+    from streamingeffect import precision
+    from streamingeffect.pipeline import bundle as bundle_module
+
+    monkeypatch.setattr(bundle_module, "_AUTOENCODER_CHOICES", {})
+    timings: list[str] = []
+
+    def timed(what: str, run: Callable[[], object], repeats: int = 5) -> precision.CallChoice:
+        timings.append(what)
+        return precision.CallChoice(len(timings) == 1, what, 1.0, 0.5)  # a second timing would flip it
+
+    monkeypatch.setattr(bundle_module, "timed_choice", timed)
+    first, second = ModelBundle.load("default"), ModelBundle.load("default")
+    assert first.autoencoder is not second.autoencoder
+    assert first.autoencoder_choice().bf16 and second.autoencoder_choice().bf16
+    assert len(timings) == 1
+    second.autoencoder.to(memory_format=torch.channels_last)
+    assert not second.autoencoder_choice().bf16 and len(timings) == 2
+
+
 def test_a_call_is_timed_both_ways_only_where_bf16_is_native(monkeypatch: pytest.MonkeyPatch) -> None:
     """`timed_choice` picks the precision a call runs faster in (the calls below differ tenfold), and
     where the matmul benchmark finds bf16 emulated it does not run the call at all."""

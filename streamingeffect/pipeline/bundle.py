@@ -12,7 +12,7 @@ cache), decode to an edit.
 from __future__ import annotations
 
 import contextlib
-import weakref
+import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -39,8 +39,11 @@ BUNDLED = Path(__file__).resolve().parent.parent / "weights"
 # The bundled autoencoder distilled into the bundled models' latent space (`ModelBundle.with_distilled`).
 DISTILLED_AUTOENCODER = BUNDLED / "autoencoder-nano"
 Kind = Literal["teacher", "student"]
-# Each autoencoder's precision on this machine (`ModelBundle.autoencoder_choice`), timed once.
-_AUTOENCODER_CHOICES: weakref.WeakKeyDictionary[FrameAutoencoder, CallChoice] = weakref.WeakKeyDictionary()
+# Each autoencoder shape's precision on this machine (`ModelBundle.autoencoder_choice`), timed once per
+# process: every load of the same autoencoder then runs in the same precision (a stream's output does
+# not depend on which load it got, nor on a borderline timing taken again).
+_AUTOENCODER_CHOICES: dict[tuple[object, ...], CallChoice] = {}
+_AUTOENCODER_LOCK = threading.Lock()  # the worker thread and the caller's may both ask first
 
 
 def resolve_model(name: str | Path) -> Path:
@@ -162,14 +165,25 @@ class ModelBundle:
 
     def autoencoder_choice(self) -> CallChoice:
         """bf16 or fp32 for the autoencoder: on the CPU, one refresh's encode (a window) and delta
-        decode (two latents) timed both ways, once per autoencoder (`precision.timed_choice`). Its
+        decode (two latents) timed both ways, once per autoencoder shape (`precision.timed_choice`). Its
         convolutions gain from bf16 where the CPU has it natively (a 2-core AMD EPYC with AVX512-BF16:
         3.5 -> 2.8 ms to encode, 6.7 -> 4.9 to decode); on a 2-core Intel Xeon with AVX512-BF16 they
         were slower in bf16 (2026-12-02)."""
-        choice = _AUTOENCODER_CHOICES.get(self.autoencoder)
-        if choice is None:
-            choice = _AUTOENCODER_CHOICES[self.autoencoder] = self._time_autoencoder()
-        return choice
+        key = self._autoencoder_shape()
+        with _AUTOENCODER_LOCK:
+            if key not in _AUTOENCODER_CHOICES:
+                _AUTOENCODER_CHOICES[key] = self._time_autoencoder()
+            return _AUTOENCODER_CHOICES[key]
+
+    def _autoencoder_shape(self) -> tuple[object, ...]:
+        """What the autoencoder's speed depends on: its layers, the window's size, the weights' device
+        and memory layout, and torch's thread count."""
+        config = self.autoencoder.config
+        kernel = next(p for p in self.autoencoder.parameters() if p.dim() == 4)  # channels-last or not
+        return (
+            config.channels, config.latent_channels, config.groups, self.resolution,
+            kernel.device.type, kernel.is_contiguous(), torch.get_num_threads(),
+        )  # fmt: skip
 
     def _time_autoencoder(self) -> CallChoice:
         what = f"the autoencoder's encode and delta decode at {self.resolution} px"
